@@ -1,0 +1,221 @@
+"""Attention normalisation variants and multi-head self-attention with RoPE.
+
+`attention_normalize` turns (scaled) logits `b_ij` and a key mask `m_j` into attention weights (kexue.fm 9105 §7.4,
+8823, 8934):
+
+    softmax         a_ij = m_j e^{b_ij} / Σ_k m_k e^{b_ik}
+    softmax_plus    softmax_j(b_ij · log(l_i) / log 512),  l_i = Σ_k m_k   (entropy-invariant softmax, GAU-α)
+    squared_relu    a_ij = m_j relu(b_ij)² / l_i                          (FLASH/GAU)
+    l2              a_ij = m_j e^{b_ij} / sqrt(Σ_k m_k e^{2 b_ik})
+    no_denominator  a_ij = m_j e^{b_ij}
+    swish_l2        a_ij = m_j swish(b_ij) / sqrt(Σ_k m_k swish(b_ik)²)
+
+Rows of `softmax`/`softmax_plus` sum to one, which is what makes a relative-position Transformer unable to tell
+positions apart on a constant input (post 9105); the other methods do not have that property.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rofjax.nn.rope import apply_rotary
+
+Dtype = Any
+Initializer = Any
+
+NORMALIZATIONS: tuple[str, ...] = ("softmax", "softmax_plus", "squared_relu", "l2", "no_denominator", "swish_l2")
+SOFTMAX_PLUS_BASE_LENGTH = 512
+
+
+def _validity(logits, mask, what: str = "attention_normalize"):
+    """Broadcast `mask` (key mask `[..., k_len]` or full `[..., q_len, k_len]`) to a bool array like `logits`.
+
+    A logit that is already `-inf` counts as masked too.
+    """
+    valid = logits != -jnp.inf
+    if mask is None:
+        return valid
+    mask = jnp.asarray(mask)
+    if mask.ndim == logits.ndim - 1:
+        if mask.shape[-1] != logits.shape[-1]:
+            raise ValueError(
+                f"{what}: key mask of shape {tuple(mask.shape)} does not match logits of shape "
+                f"{tuple(logits.shape)} (the mask's last axis must be k_len={logits.shape[-1]})."
+            )
+        mask = mask[..., None, :]
+    elif mask.ndim != logits.ndim:
+        raise ValueError(
+            f"{what}: mask must have shape [..., k_len] or [..., q_len, k_len]; got mask of shape "
+            f"{tuple(mask.shape)} for logits of shape {tuple(logits.shape)}."
+        )
+    try:
+        broadcast = jnp.broadcast_shapes(mask.shape, logits.shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != tuple(logits.shape):
+        raise ValueError(
+            f"{what}: mask of shape {tuple(mask.shape)} does not broadcast to logits of shape "
+            f"{tuple(logits.shape)}."
+        )
+    return valid & mask.astype(bool)
+
+
+def _masked_exp(logits, valid):
+    """`e^{b − max b}` on valid entries, 0 elsewhere; the max is over valid entries and carries no gradient."""
+    row_max = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=-1, keepdims=True)
+    row_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0.0))
+    # The inner where keeps masked entries (possibly huge or inf) out of exp, so their gradient is 0, not NaN.
+    return jnp.where(valid, jnp.exp(jnp.where(valid, logits - row_max, 0.0)), 0.0)
+
+
+def _safe_divide(numerator, denominator):
+    return numerator / jnp.where(denominator > 0, denominator, 1.0)
+
+
+def attention_normalize(logits, mask=None, method: str = "softmax", *, softmax_plus_min_length: int | None = None,
+                        softmax_plus_base_length: int = SOFTMAX_PLUS_BASE_LENGTH):
+    """Normalise attention logits `[..., q_len, k_len]` over the last axis.
+
+    `mask` is a bool key mask `[..., k_len]` (True = a real token) or a full mask `[..., q_len, k_len]`; `None`
+    means every key is valid. Masked keys get weight exactly 0, and a row with no valid key is all zeros. The
+    arithmetic is float32; the result has the dtype of `logits`.
+
+    `softmax_plus_min_length=16` reproduces bert4keras ≥ 0.11.5, which floors `l` at 16; the default (no floor) is
+    the behaviour GAU-α was trained with.
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"Unknown attention normalisation method={method!r}; expected one of {NORMALIZATIONS}.")
+    logits = jnp.asarray(logits)
+    if logits.ndim < 2:
+        raise ValueError(f"attention_normalize expects logits [..., q_len, k_len]; got shape {tuple(logits.shape)}.")
+    b = logits.astype(jnp.float32)
+    valid = _validity(b, mask)
+    length = jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True).astype(jnp.float32), 1.0)
+
+    if method in ("softmax", "softmax_plus"):
+        if method == "softmax_plus":
+            if softmax_plus_min_length is not None:
+                length = jnp.maximum(length, float(softmax_plus_min_length))
+            b = b * (jnp.log(length) / math.log(softmax_plus_base_length))
+        e = _masked_exp(b, valid)
+        weights = _safe_divide(e, jnp.sum(e, axis=-1, keepdims=True))
+    elif method == "squared_relu":
+        weights = jnp.where(valid, jnp.square(jax.nn.relu(jnp.where(valid, b, 0.0))), 0.0) / length
+    elif method == "l2":
+        e = _masked_exp(b, valid)
+        weights = _safe_divide(e, jnp.sqrt(jnp.sum(jnp.square(e), axis=-1, keepdims=True)))
+    elif method == "no_denominator":
+        weights = jnp.where(valid, jnp.exp(jnp.where(valid, b, 0.0)), 0.0)
+    else:  # swish_l2
+        s = jnp.where(valid, jax.nn.silu(jnp.where(valid, b, 0.0)), 0.0)
+        norm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(s), axis=-1, keepdims=True), jnp.finfo(jnp.float32).tiny))
+        weights = s / norm
+    return weights.astype(logits.dtype)
+
+
+def attention_mask_4d(mask, batch: int, q_len: int, k_len: int, what: str):
+    """A key mask `[batch, k_len]` or a full mask `[batch, heads|1, q_len, k_len]` as a 4-D bool mask."""
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask).astype(bool)
+    if mask.ndim == 2:
+        if mask.shape != (batch, k_len) and mask.shape != (1, k_len):
+            raise ValueError(f"{what}: key mask must have shape [batch, length] = [{batch}, {k_len}]; got "
+                             f"{tuple(mask.shape)}.")
+        return mask[:, None, None, :]
+    if mask.ndim == 4 and mask.shape[-2:] == (q_len, k_len) and mask.shape[0] in (1, batch):
+        return mask
+    raise ValueError(f"{what}: mask must be [batch, length] or [batch, heads|1, q_len, k_len] with batch={batch}, "
+                     f"q_len={q_len}, k_len={k_len}; got {tuple(mask.shape)}.")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head self-attention as bert4keras `MultiHeadAttention` with `p_bias='rotary'`.
+
+    Sub-layers `q_dense`, `k_dense` (`heads × key_size`), `v_dense` (`heads × head_size`) and `o_dense`; RoPE on
+    q and k (and v when `rotary_value`), logits scaled by `1/√key_size`, then `attention_normalize`. Plain softmax
+    without attention dropout goes through `jax.nn.dot_product_attention` (cuDNN on GPU), unless
+    `use_fused_softmax=False`.
+    """
+
+    num_heads: int
+    head_size: int
+    key_size: int | None = None
+    out_features: int | None = None
+    use_bias: bool = True
+    normalization: str = "softmax"
+    attention_scale: bool = True
+    dropout_rate: float = 0.0
+    use_rope: bool = True
+    rope_base: float = 10000.0
+    rope_layout: str = "interleaved"
+    rope_scaling: str = "none"
+    rope_scaling_factor: float = 1.0
+    rotary_value: bool = False
+    softmax_plus_min_length: int | None = None
+    use_fused_softmax: bool = True
+    kernel_init: Initializer = nn.initializers.glorot_uniform()
+    bias_init: Initializer = nn.initializers.zeros
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    def _rotate(self, t, positions):
+        return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
+                            scaling_factor=self.rope_scaling_factor)
+
+    def _projection(self, features: int, name: str):
+        return nn.DenseGeneral(
+            (self.num_heads, features), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads", "kv")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads", "kv")), name=name,
+        )
+
+    @nn.compact
+    def __call__(self, x, mask=None, *, positions=None, deterministic: bool = True):
+        """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` or `[batch, heads|1, length, length]`."""
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"Unknown attention normalization={self.normalization!r}; expected one of "
+                             f"{NORMALIZATIONS}.")
+        if x.ndim != 3:
+            raise ValueError(f"MultiHeadAttention expects x [batch, length, embed]; got shape {tuple(x.shape)}.")
+        batch, length, features = x.shape
+        key_size = self.key_size or self.head_size
+        mask4 = attention_mask_4d(mask, batch, length, length, "MultiHeadAttention")
+
+        q = self._projection(key_size, "q_dense")(x)
+        k = self._projection(key_size, "k_dense")(x)
+        v = self._projection(self.head_size, "v_dense")(x)
+        if self.use_rope:
+            q, k = self._rotate(q, positions), self._rotate(k, positions)
+            if self.rotary_value:
+                v = self._rotate(v, positions)
+        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+        k = nn.with_logical_constraint(k, ("batch", "length", "heads", "kv"))
+        v = nn.with_logical_constraint(v, ("batch", "length", "heads", "kv"))
+        scale = 1.0 / math.sqrt(key_size) if self.attention_scale else 1.0
+
+        dropout_active = self.dropout_rate > 0 and not deterministic
+        if (self.use_fused_softmax and self.normalization == "softmax" and not dropout_active
+                and key_size == self.head_size):
+            out = jax.nn.dot_product_attention(q, k, v, mask=mask4, scale=scale)
+        else:
+            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+            weights = attention_normalize(logits, mask4, self.normalization,
+                                          softmax_plus_min_length=self.softmax_plus_min_length)
+            self.sow("intermediates", "attention_weights", weights)
+            if dropout_active:
+                weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
+
+        out = nn.DenseGeneral(
+            self.out_features or features, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("heads", "kv", "embed")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)), name="o_dense",
+        )(out)
+        return nn.with_logical_constraint(out, ("batch", "length", "embed"))

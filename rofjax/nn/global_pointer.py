@@ -1,0 +1,111 @@
+"""GlobalPointer and Efficient GlobalPointer span scorers (kexue.fm 8373, 8877; bert4keras layers).
+
+GlobalPointer: per head α, `s_α(i, j) = (R_i q_{i,α})ᵀ (R_j k_{j,α}) / √d` from one dense layer whose output,
+split into `heads` blocks of width 2d, holds `[q_α | k_α]`.
+
+Efficient GlobalPointer: one shared `P = h W_p + b_p` of width 2d with `q = P[..., ::2]`, `k = P[..., 1::2]`, and
+a per-class bias from the un-rotated P:
+`s_α(i, j) = q_i·k_j / √d + ½ (w_{2α+1}·P_i + b_{2α+1}) + ½ (w_{2α}·P_j + b_{2α})`.
+
+Both return logits `[batch, heads, n, n]` with padded rows and columns, and (with `tril_mask`) the strict lower
+triangle `i > j`, set to `mask_value` (−inf by default, as bert4keras ≥ 0.11.5; the losses treat it as masked).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from rofjax.nn.rope import apply_rotary
+
+Dtype = Any
+Initializer = Any
+
+
+def span_mask(mask, length: int, batch: int, tril_mask: bool, what: str):
+    """Bool `[batch|1, 1, n, n]`: both ends real tokens and, with `tril_mask`, start ≤ end."""
+    allowed = jnp.ones((1, 1, length, length), dtype=bool)
+    if mask is not None:
+        mask = jnp.asarray(mask).astype(bool)
+        if mask.ndim != 2 or mask.shape[1] != length or mask.shape[0] not in (1, batch):
+            raise ValueError(f"{what}: mask must be [batch, length] = [{batch}, {length}]; got {tuple(mask.shape)}.")
+        allowed = mask[:, None, :, None] & mask[:, None, None, :]
+    if tril_mask:
+        allowed = allowed & jnp.triu(jnp.ones((length, length), dtype=bool))[None, None]
+    return allowed
+
+
+class _SpanPointer(nn.Module):
+    heads: int
+    head_size: int = 64
+    use_rope: bool = True
+    use_bias: bool = True
+    tril_mask: bool = True
+    mask_value: float = -jnp.inf
+    rope_base: float = 10000.0
+    rope_layout: str = "interleaved"
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    bias_init: Initializer = nn.initializers.zeros
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    def _check(self, x):
+        if x.ndim != 3:
+            raise ValueError(f"{type(self).__name__} expects x [batch, length, embed]; got shape {tuple(x.shape)}.")
+        if self.heads <= 0 or self.head_size <= 0:
+            raise ValueError(f"{type(self).__name__} needs heads > 0 and head_size > 0; got heads={self.heads}, "
+                             f"head_size={self.head_size}.")
+
+    def _rotate(self, t, positions):
+        if not self.use_rope:
+            return t
+        return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout)
+
+    def _masked(self, logits, mask):
+        batch, _, length, _ = logits.shape
+        allowed = span_mask(mask, length, batch, self.tril_mask, type(self).__name__)
+        return jnp.where(allowed, logits, jnp.asarray(self.mask_value, logits.dtype))
+
+
+class GlobalPointer(_SpanPointer):
+    """bert4keras `GlobalPointer(heads, head_size, RoPE, use_bias, tril_mask)`; sub-layer `dense`."""
+
+    @nn.compact
+    def __call__(self, x, mask=None, *, positions=None):
+        self._check(x)
+        d = self.head_size
+        qk = nn.DenseGeneral(
+            (self.heads, 2 * d), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads", "kv")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads", "kv")), name="dense",
+        )(x)
+        q, k = self._rotate(qk[..., :d], positions), self._rotate(qk[..., d:], positions)
+        logits = jnp.einsum("bmhd,bnhd->bhmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
+        return self._masked(logits, mask)
+
+
+class EfficientGlobalPointer(_SpanPointer):
+    """bert4keras `EfficientGlobalPointer`; sub-layers `p_dense` (2·head_size) and `q_dense` (2·heads)."""
+
+    @nn.compact
+    def __call__(self, x, mask=None, *, positions=None):
+        self._check(x)
+        d = self.head_size
+        p = nn.Dense(
+            2 * d, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "kv")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("kv",)), name="p_dense",
+        )(x)
+        q, k = self._rotate(p[..., ::2], positions), self._rotate(p[..., 1::2], positions)
+        logits = jnp.einsum("bmd,bnd->bmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
+        bias = nn.Dense(
+            2 * self.heads, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("kv", "heads")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads",)), name="q_dense",
+        )(p)
+        bias = jnp.swapaxes(bias, 1, 2).astype(jnp.float32) / 2            # [b, 2h, n]
+        logits = logits[:, None] + bias[:, ::2, None, :] + bias[:, 1::2, :, None]
+        return self._masked(logits, mask)
