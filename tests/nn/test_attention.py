@@ -1,0 +1,166 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from rofjax.nn.attention import NORMALIZATIONS, MultiHeadAttention, attention_normalize
+from tests import numpy_reference as ref
+
+
+def _random_key_mask(rng, batch, length):
+    lengths = rng.integers(1, length + 1, size=batch)
+    return np.arange(length)[None, :] < lengths[:, None]
+
+
+@pytest.mark.parametrize("method", NORMALIZATIONS)
+def test_attention_normalize_matches_formula(rng, method):
+    logits = rng.normal(size=(3, 2, 5, 9)).astype(np.float32) * 2
+    key_mask = _random_key_mask(rng, 3, 9)[:, None, :]                 # [b, 1, k] → broadcast over heads
+    got = attention_normalize(logits, key_mask, method)
+    expected = ref.normalize(logits, key_mask[..., None, :], method)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=2e-6, rtol=2e-5)
+    assert np.all(np.asarray(got)[~np.broadcast_to(key_mask[..., None, :], logits.shape)] == 0)
+
+
+def test_softmax_plus_equals_softmax_at_512_valid_keys(rng):
+    logits = rng.normal(size=(2, 3, 520)).astype(np.float32)
+    mask = np.arange(520)[None, :] < 512
+    np.testing.assert_allclose(np.asarray(attention_normalize(logits, mask, "softmax_plus")),
+                               np.asarray(attention_normalize(logits, mask, "softmax")), atol=1e-7)
+    short = np.arange(520)[None, :] < 40
+    assert not np.allclose(np.asarray(attention_normalize(logits, short, "softmax_plus")),
+                           np.asarray(attention_normalize(logits, short, "softmax")), atol=1e-4)
+
+
+def test_softmax_plus_minimum_length_floor(rng):
+    logits = rng.normal(size=(1, 4, 10)).astype(np.float32)
+    mask = np.arange(10)[None, :] < 5
+    got = attention_normalize(logits, mask, "softmax_plus", softmax_plus_min_length=16)
+    expected = ref.normalize(logits, mask[:, None, :], "softmax_plus", min_length=16)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-6)
+
+
+def test_full_pair_mask_and_premasked_logits(rng):
+    logits = rng.normal(size=(2, 6, 6)).astype(np.float32)
+    causal = np.tril(np.ones((6, 6), bool))[None]
+    for method in NORMALIZATIONS:
+        np.testing.assert_allclose(np.asarray(attention_normalize(logits, causal, method)),
+                                   ref.normalize(logits, causal, method), atol=2e-6, rtol=2e-5)
+    premasked = np.where(causal, logits, -np.inf).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(attention_normalize(premasked, None, "softmax_plus")),
+                               ref.normalize(logits, causal, "softmax_plus"), atol=2e-6)
+
+
+def test_rows_without_valid_keys_are_zero_and_gradients_finite(rng):
+    mask = jnp.asarray([[True, True, False, False], [False, False, False, False]])
+    # Masked keys hold huge logits: they must not leak into the weights or turn gradients into NaN.
+    logits = jnp.where(mask[:, None, :], jnp.asarray(rng.normal(size=(2, 3, 4)).astype(np.float32)) * 3, 1e4)
+    for method in NORMALIZATIONS:
+        weights = attention_normalize(logits, mask, method)
+        assert bool(jnp.all(weights[1] == 0)), method
+        grad = jax.grad(lambda z, m=method: jnp.sum(attention_normalize(z, mask, m) ** 2))(logits)
+        assert bool(jnp.all(jnp.isfinite(grad))), method
+
+
+def test_attention_normalize_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="method='softmax2'"):
+        attention_normalize(jnp.zeros((2, 3, 4)), None, "softmax2")
+    with pytest.raises(ValueError, match=r"\(2, 5\).*\(2, 3, 4\)"):
+        attention_normalize(jnp.zeros((2, 3, 4)), jnp.ones((2, 5), bool), "softmax")
+    with pytest.raises(ValueError, match=r"\(2, 3, 5\) does not broadcast.*\(2, 3, 4\)"):
+        attention_normalize(jnp.zeros((2, 3, 4)), jnp.ones((2, 3, 5), bool), "softmax")
+    with pytest.raises(ValueError, match=r"\(1, 1, 3, 4\).*\(2, 3, 4\)"):
+        attention_normalize(jnp.zeros((2, 3, 4)), jnp.ones((1, 1, 3, 4), bool), "softmax")
+
+
+def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=False):
+    p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in params["params"].items()}
+    x = x.astype(np.float64)
+    q = np.einsum("bnd,dhk->bnhk", x, p["q_dense"]["kernel"]) + p["q_dense"]["bias"]
+    k = np.einsum("bnd,dhk->bnhk", x, p["k_dense"]["kernel"]) + p["k_dense"]["bias"]
+    v = np.einsum("bnd,dhk->bnhk", x, p["v_dense"]["kernel"]) + p["v_dense"]["bias"]
+    positions = np.arange(x.shape[1])[None]
+    q, k = ref.rope_interleaved(q, positions), ref.rope_interleaved(k, positions)
+    if rotary_value:
+        v = ref.rope_interleaved(v, positions)
+    logits = np.einsum("bmhd,bnhd->bhmn", q, k) / math.sqrt(head_size)
+    weights = ref.normalize(logits, mask[:, None, None, :], method)
+    o = np.einsum("bhmn,bnhd->bmhd", weights, v)
+    return np.einsum("bmhd,hde->bme", o, p["o_dense"]["kernel"]) + p["o_dense"]["bias"]
+
+
+@pytest.mark.parametrize("method,fused,rotary_value", [
+    ("softmax", True, False), ("softmax", False, True), ("softmax_plus", False, False), ("l2", False, False),
+    ("squared_relu", False, False),
+])
+def test_multi_head_attention_matches_reference(rng, method, fused, rotary_value):
+    heads, head_size, d = 2, 8, 12
+    x = rng.normal(size=(2, 7, d)).astype(np.float32)
+    mask = _random_key_mask(rng, 2, 7)
+    module = MultiHeadAttention(num_heads=heads, head_size=head_size, normalization=method,
+                                use_fused_softmax=fused, rotary_value=rotary_value)
+    params = ref.randomize(module.init(jax.random.key(0), x, mask), rng, scale=0.4)
+    got = np.asarray(module.apply(params, x, mask))
+    expected = _reference_mha(params, x, mask, method, heads=heads, head_size=head_size, rotary_value=rotary_value)
+    valid_rows = mask  # padded query rows are not compared: nobody reads them
+    np.testing.assert_allclose(got[valid_rows], expected[valid_rows], atol=5e-5, rtol=5e-5)
+
+
+def test_fused_and_explicit_softmax_paths_agree_under_jit(rng):
+    x = rng.normal(size=(2, 9, 16)).astype(np.float32)
+    mask = _random_key_mask(rng, 2, 9)
+    fused = MultiHeadAttention(num_heads=4, head_size=4)
+    explicit = MultiHeadAttention(num_heads=4, head_size=4, use_fused_softmax=False)
+    params = fused.init(jax.random.key(1), x, mask)
+    a = jax.jit(fused.apply)(params, x, mask)
+    b = explicit.apply(params, x, mask)
+    np.testing.assert_allclose(np.asarray(a)[mask], np.asarray(b)[mask], atol=1e-5)
+
+
+def test_probe_defect_softmax_cannot_tell_positions_on_constant_input(rng):
+    """kexue.fm 9105: on identical inputs row-stochastic attention outputs the same vector everywhere."""
+    x = np.broadcast_to(rng.normal(size=(1, 1, 16)), (1, 24, 16)).astype(np.float32)
+    spread = {}
+    for method in ("softmax", "softmax_plus", "l2", "no_denominator"):
+        module = MultiHeadAttention(num_heads=2, head_size=8, normalization=method, use_fused_softmax=False)
+        params = ref.randomize(module.init(jax.random.key(0), x), rng, scale=0.5)
+        out = np.asarray(module.apply(params, x), np.float64)
+        spread[method] = np.abs(out - out[:, :1]).max() / np.abs(out).max()
+    assert spread["softmax"] < 1e-5 and spread["softmax_plus"] < 1e-5
+    assert spread["l2"] > 1e-2 and spread["no_denominator"] > 1e-2
+
+
+def test_parameters_have_logical_axes_and_dropout_changes_training_output(rng):
+    x = rng.normal(size=(2, 5, 8)).astype(np.float32)
+    module = MultiHeadAttention(num_heads=2, head_size=4, dropout_rate=0.5)
+    variables = module.init(jax.random.key(0), x)
+    names = {path[-2].key + "/" + path[-1].key: leaf.names for path, leaf in
+             jax.tree_util.tree_leaves_with_path(variables, is_leaf=lambda v: isinstance(v, nn.Partitioned))}
+    assert names["q_dense/kernel"] == ("embed", "heads", "kv")
+    assert names["o_dense/kernel"] == ("heads", "kv", "embed")
+    assert names["o_dense/bias"] == ("embed",)
+    eval_out = module.apply(variables, x)
+    train_out = module.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(3)})
+    assert not np.allclose(np.asarray(eval_out), np.asarray(train_out))
+    no_bias = MultiHeadAttention(num_heads=2, head_size=4, use_bias=False).init(jax.random.key(0), x)
+    assert all("bias" not in layer for layer in no_bias["params"].values())
+
+
+def test_bfloat16_compute_keeps_float32_params(rng):
+    x = rng.normal(size=(2, 5, 8)).astype(jnp.bfloat16)
+    module = MultiHeadAttention(num_heads=2, head_size=4, dtype=jnp.bfloat16)
+    variables = module.init(jax.random.key(0), x)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(nn.unbox(variables)))
+    out = module.apply(variables, x)
+    assert out.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_multi_head_attention_rejects_bad_mask_and_method():
+    x = jnp.zeros((2, 5, 8))
+    with pytest.raises(ValueError, match=r"\[2, 5\].*\(2, 4\)"):
+        MultiHeadAttention(num_heads=2, head_size=4).init(jax.random.key(0), x, jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="normalization='relu'"):
+        MultiHeadAttention(num_heads=2, head_size=4, normalization="relu").init(jax.random.key(0), x)
