@@ -168,12 +168,18 @@ class MultiHeadAttention(nn.Module):
         return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
                             scaling_factor=self.rope_scaling_factor)
 
-    def _projection(self, features: int, name: str):
-        return nn.DenseGeneral(
-            (self.num_heads, features), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads", "kv")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads", "kv")), name=name,
+    def _dense(self, features: int, axes: tuple[str, str], name: str):
+        # Kernels are 2-D (`[embed, heads·size]`, head-major) as in bert4keras and Hugging Face checkpoints; a
+        # `tensor` split of the fused axis falls on head boundaries whenever it divides the number of heads.
+        return nn.Dense(
+            features, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, axes),
+            bias_init=nn.with_logical_partitioning(self.bias_init, axes[1:]), name=name,
         )
+
+    def _projection(self, x, size: int, name: str):
+        out = self._dense(self.num_heads * size, ("embed", "heads"), name)(x)
+        return out.reshape(out.shape[:-1] + (self.num_heads, size))
 
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, deterministic: bool = True):
@@ -187,9 +193,9 @@ class MultiHeadAttention(nn.Module):
         key_size = self.key_size or self.head_size
         mask4 = attention_mask_4d(mask, batch, length, length, "MultiHeadAttention")
 
-        q = self._projection(key_size, "q_dense")(x)
-        k = self._projection(key_size, "k_dense")(x)
-        v = self._projection(self.head_size, "v_dense")(x)
+        q = self._projection(x, key_size, "q_dense")
+        k = self._projection(x, key_size, "k_dense")
+        v = self._projection(x, self.head_size, "v_dense")
         if self.use_rope:
             q, k = self._rotate(q, positions), self._rotate(k, positions)
             if self.rotary_value:
@@ -212,10 +218,6 @@ class MultiHeadAttention(nn.Module):
                 weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
             out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
-        out = nn.DenseGeneral(
-            self.out_features or features, axis=(-2, -1), use_bias=self.use_bias, dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("heads", "kv", "embed")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)), name="o_dense",
-        )(out)
+        out = out.reshape(batch, length, self.num_heads * self.head_size)
+        out = self._dense(self.out_features or features, ("heads", "embed"), "o_dense")(out)
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))

@@ -77,11 +77,12 @@ class GlobalPointer(_SpanPointer):
     def __call__(self, x, mask=None, *, positions=None):
         self._check(x)
         d = self.head_size
-        qk = nn.DenseGeneral(
-            (self.heads, 2 * d), use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads", "kv")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads", "kv")), name="dense",
+        qk = nn.Dense(
+            self.heads * 2 * d, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
+            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads")),
+            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads",)), name="dense",
         )(x)
+        qk = qk.reshape(qk.shape[:-1] + (self.heads, 2 * d))
         q, k = self._rotate(qk[..., :d], positions), self._rotate(qk[..., d:], positions)
         logits = jnp.einsum("bmhd,bnhd->bhmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
         return self._masked(logits, mask)

@@ -79,9 +79,11 @@ def test_attention_normalize_rejects_bad_arguments():
 def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=False):
     p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in params["params"].items()}
     x = x.astype(np.float64)
-    q = np.einsum("bnd,dhk->bnhk", x, p["q_dense"]["kernel"]) + p["q_dense"]["bias"]
-    k = np.einsum("bnd,dhk->bnhk", x, p["k_dense"]["kernel"]) + p["k_dense"]["bias"]
-    v = np.einsum("bnd,dhk->bnhk", x, p["v_dense"]["kernel"]) + p["v_dense"]["bias"]
+    def heads_of(name):                                  # bert4keras: Dense(heads·size), reshape head-major
+        flat = x @ p[name]["kernel"] + p[name]["bias"]
+        return flat.reshape(flat.shape[:-1] + (heads, -1))
+
+    q, k, v = heads_of("q_dense"), heads_of("k_dense"), heads_of("v_dense")
     positions = np.arange(x.shape[1])[None]
     q, k = ref.rope_interleaved(q, positions), ref.rope_interleaved(k, positions)
     if rotary_value:
@@ -89,7 +91,7 @@ def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=Fa
     logits = np.einsum("bmhd,bnhd->bhmn", q, k) / math.sqrt(head_size)
     weights = ref.normalize(logits, mask[:, None, None, :], method)
     o = np.einsum("bhmn,bnhd->bmhd", weights, v)
-    return np.einsum("bmhd,hde->bme", o, p["o_dense"]["kernel"]) + p["o_dense"]["bias"]
+    return o.reshape(o.shape[:2] + (-1,)) @ p["o_dense"]["kernel"] + p["o_dense"]["bias"]
 
 
 @pytest.mark.parametrize("method,fused,rotary_value", [
@@ -139,8 +141,8 @@ def test_parameters_have_logical_axes_and_dropout_changes_training_output(rng):
     variables = module.init(jax.random.key(0), x)
     names = {path[-2].key + "/" + path[-1].key: leaf.names for path, leaf in
              jax.tree_util.tree_leaves_with_path(variables, is_leaf=lambda v: isinstance(v, nn.Partitioned))}
-    assert names["q_dense/kernel"] == ("embed", "heads", "kv")
-    assert names["o_dense/kernel"] == ("heads", "kv", "embed")
+    assert names["q_dense/kernel"] == ("embed", "heads")
+    assert names["o_dense/kernel"] == ("heads", "embed")
     assert names["o_dense/bias"] == ("embed",)
     eval_out = module.apply(variables, x)
     train_out = module.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(3)})

@@ -80,7 +80,7 @@ def test_efficient_bias_comes_from_unrotated_projection(rng):
 def test_parameter_layout_and_logical_axes():
     x = jnp.zeros((1, 5, 16))
     gp = GlobalPointer(heads=3, head_size=8).init(jax.random.key(0), x)["params"]
-    assert gp["dense"]["kernel"].value.shape == (16, 3, 16) and gp["dense"]["kernel"].names == ("embed", "heads", "kv")
+    assert gp["dense"]["kernel"].value.shape == (16, 48) and gp["dense"]["kernel"].names == ("embed", "heads")
     egp = EfficientGlobalPointer(heads=3, head_size=8, use_bias=False).init(jax.random.key(0), x)["params"]
     shapes = jax.tree_util.tree_map(lambda v: v.shape, nn.unbox(egp))
     assert shapes == {"p_dense": {"kernel": (16, 16)}, "q_dense": {"kernel": (16, 6)}}
