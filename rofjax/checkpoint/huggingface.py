@@ -1,0 +1,183 @@
+"""Hugging Face RoFormer checkpoints (`config.json` + `model.safetensors` or `pytorch_model.bin`) ↔ rofjax.
+
+Covers transformers' `RoFormerModel`/`RoFormerForMaskedLM` (prefix `roformer.`), JunnYu's RoFormerV2 (same names,
+no biases or norm parameters) and JunnYu's GAU-α (prefix `gau_alpha.`, `...gau.{i_dense,o_dense,q_scaleoffset,
+k_scaleoffset}`). PyTorch `Linear.weight` is `(out, in)`: kernels are transposed both ways. The stored rotary
+table (`encoder.embed_positions.weight`) is derived, not a parameter, and is skipped; a tied MLM decoder must equal
+the word embeddings.
+
+Reading `model.safetensors` and writing need only `safetensors`; `pytorch_model.bin` needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from rofjax.checkpoint.tree import CheckpointMismatchError, assemble, per_layer_flat
+from rofjax.models.config import ModelConfig
+
+_LAYER = re.compile(r"^transformer/layer_(\d+)/(.+)$")
+_ATTENTION = {"q_dense": "attention.self.query", "k_dense": "attention.self.key", "v_dense": "attention.self.value",
+              "o_dense": "attention.output.dense"}
+_LEAF = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "embedding": "weight"}
+_DERIVED = re.compile(r"(embed_positions\.weight|position_ids|cls\.predictions\.decoder\.(weight|bias))$")
+
+
+def model_prefix(config: ModelConfig) -> str:
+    return "gau_alpha." if config.family == "gau_alpha" else "roformer."
+
+
+def huggingface_name(path: str, config: ModelConfig, prefix: str | None = None) -> str:
+    """The state-dict key of our (per-layer) parameter `path`."""
+    p = model_prefix(config) if prefix is None else prefix
+    leaf = _LEAF[path.rsplit("/", 1)[1]]
+    if path == "embeddings/word_embeddings/embedding":
+        return p + "embeddings.word_embeddings.weight"
+    if path == "embeddings/token_type_embeddings/embedding":
+        return p + "embeddings.token_type_embeddings.weight"
+    if path.startswith("embeddings/norm/"):
+        return p + "embeddings.LayerNorm." + leaf
+    if path.startswith("embeddings/mapping/"):
+        return p + "embeddings_project." + leaf
+    if path.startswith("transformer/final_norm/"):
+        return p + "encoder.final_norm." + leaf
+    if path.startswith("pooler/"):
+        return p + "pooler.dense." + leaf
+    if path == "mlm/bias":
+        return "cls.predictions.bias"
+    if path.startswith("mlm/"):
+        sub = path.split("/")[1]
+        return {"dense": "cls.predictions.transform.dense.", "norm": "cls.predictions.transform.LayerNorm.",
+                "output_mapping": "cls.predictions.output_mapping."}[sub] + leaf
+    match = _LAYER.match(path)
+    if not match:
+        raise KeyError(f"No Hugging Face name for parameter {path}.")
+    index, rest = match.groups()
+    parts = rest.split("/")
+    layer = f"{p}encoder.layer.{index}."
+    if parts[0] == "gau":
+        return layer + f"gau.{parts[1]}.{leaf}"
+    if parts[0] == "attention":
+        return layer + f"{_ATTENTION[parts[1]]}.{leaf}"
+    if parts[0] == "attention_norm":
+        return layer + f"attention.output.LayerNorm.{leaf}"
+    if parts[0] == "feedforward":
+        return layer + {"i_dense": "intermediate.dense.", "o_dense": "output.dense."}[parts[1]] + leaf
+    if parts[0] == "feedforward_norm":
+        return layer + f"output.LayerNorm.{leaf}"
+    if parts[0] == "gau_norm":
+        return layer + f"gau_norm.{leaf}"
+    raise KeyError(f"No Hugging Face name for parameter {path}.")
+
+
+def _is_kernel(path: str) -> bool:
+    return path.endswith("/kernel")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Tensors of `model.safetensors` or `pytorch_model.bin` (a file, or a folder holding one) as numpy."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if os.path.exists(os.path.join(path, name)):
+                path = os.path.join(path, name)
+                break
+        else:
+            raise FileNotFoundError(f"{path}: neither model.safetensors nor pytorch_model.bin is there.")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+
+        return dict(load_file(path))
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"Reading {path} needs torch: pip install 'rofjax[convert]' (or convert it to "
+                          f"model.safetensors).") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.detach().to(torch.float32).numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+
+
+def _check_tied(source: dict[str, np.ndarray], prefix: str, label: str) -> None:
+    decoder = source.get("cls.predictions.decoder.weight")
+    embeddings = source.get(prefix + "embeddings.word_embeddings.weight")
+    if decoder is not None and embeddings is not None and decoder.shape == embeddings.shape:
+        if not np.array_equal(decoder, embeddings):
+            raise CheckpointMismatchError(f"{label}: cls.predictions.decoder.weight differs from "
+                                          f"{prefix}embeddings.word_embeddings.weight; rofjax ties them.")
+    bias, decoder_bias = source.get("cls.predictions.bias"), source.get("cls.predictions.decoder.bias")
+    if bias is not None and decoder_bias is not None and not np.array_equal(bias, decoder_bias):
+        raise CheckpointMismatchError(f"{label}: cls.predictions.decoder.bias differs from cls.predictions.bias.")
+
+
+def convert_huggingface(state: dict[str, np.ndarray], config: ModelConfig, *, strict: bool = True,
+                        source_label: str = "state dict"):
+    """Map a state dict onto `config`'s parameter tree; returns `(params, report)`."""
+    prefix = model_prefix(config)
+    if not any(k.startswith(prefix) for k in state):
+        prefix = ""                                      # a bare RoFormerModel saves its keys without a prefix
+    _check_tied(state, prefix, source_label)
+    return assemble(
+        config, state, lambda path: huggingface_name(path, config, prefix),
+        lambda path, value: value.T if _is_kernel(path) else value,
+        skip=lambda name: bool(_DERIVED.search(name)), source_label=source_label, strict=strict,
+    )
+
+
+def load_huggingface(path: str | os.PathLike, *, strict: bool = True, scan_layers: bool = False,
+                     return_report: bool = False):
+    """`(config, params)` from a folder with `config.json` and `model.safetensors` or `pytorch_model.bin`."""
+    path = os.fspath(path)
+    config_file = os.path.join(path, "config.json") if os.path.isdir(path) else path
+    if not os.path.exists(config_file):
+        raise FileNotFoundError(f"{config_file} not found (load_huggingface needs the model folder).")
+    config = ModelConfig.from_hf_config(config_file, scan_layers=scan_layers)
+    weights = path if os.path.isdir(path) else os.path.dirname(path)
+    state = read_state_dict(weights)
+    params, report = convert_huggingface(state, config, strict=strict, source_label=str(weights))
+    return (config, params, report) if return_report else (config, params)
+
+
+def to_huggingface(params, config: ModelConfig) -> dict[str, np.ndarray]:
+    """Our parameters → state dict (kernels transposed to `(out, in)`), with the task-model prefix."""
+    flat = per_layer_flat(params, config)
+    return {huggingface_name(path, config): np.ascontiguousarray(value.T if _is_kernel(path) else value)
+            for path, value in flat.items()}
+
+
+def save_huggingface(params, config: ModelConfig, out_dir: str | os.PathLike, *, vocab_path=None,
+                     extra_config: dict[str, Any] | None = None) -> str:
+    """Write `config.json` and `model.safetensors` (and `vocab.txt`) into `out_dir`, atomically; returns out_dir.
+
+    transformers' `RoFormerForMaskedLM.from_pretrained(out_dir)` loads a RoFormer v1 export.
+    """
+    from safetensors.numpy import save_file
+
+    state = to_huggingface(params, config)
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".huggingface-", dir=parent)
+    try:
+        save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
+        hf_config = {**config.to_hf_config(), **(extra_config or {})}
+        with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(hf_config, f, indent=2)
+        if vocab_path is not None:
+            shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
+        os.makedirs(out_dir, exist_ok=True)
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+__all__ = ["convert_huggingface", "huggingface_name", "load_huggingface", "read_state_dict", "save_huggingface",
+           "to_huggingface"]

@@ -1,0 +1,241 @@
+"""One encoder for RoFormer, RoFormerV2 and GAU-α; the variant is the `ModelConfig`.
+
+    x = Embed(tokens) + Embed(segments)  → Norm and Dropout (order per family) → [Dense if embedding ≠ hidden]
+    per layer, attention blocks:  x = Res(x, MHA) ; x = Res(x, FFN)        GAU blocks:  x = Res(x, GAU)
+    Res(x, F) = Norm(x + Dropout(F(x)))            post-norm, residual_mode="plain"
+              = Norm(x + α·Dropout(F(x)))          "alpha": α supplied per step, ramped 0 → 1 (kexue.fm 8620, 8998)
+              = Norm(α_d·x + Dropout(F(x)))        "deepnorm"
+              = x + [α·]Dropout(F(Norm(x)))        pre-norm, with a final Norm after the last layer
+
+Layers run under `nn.scan` (one compiled layer, stacked parameters with a leading "layers" axis) when
+`scan_layers`, and under `nn.remat` with `remat_policy`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from rofjax.models.config import ModelConfig
+from rofjax.models.initializers import kernel_initializer
+from rofjax.nn.activations import get_activation
+from rofjax.nn.attention import MultiHeadAttention
+from rofjax.nn.feedforward import FeedForward
+from rofjax.nn.gau import GatedAttentionUnit
+from rofjax.nn.norms import LayerNorm, RMSNorm
+
+REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def compute_dtype(config: ModelConfig):
+    return jnp.dtype(config.dtype)
+
+
+def make_norm(config: ModelConfig, name: str):
+    dtype, param_dtype = compute_dtype(config), jnp.dtype(config.param_dtype)
+    if config.norm_type == "layernorm":
+        return LayerNorm(epsilon=config.norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name)
+    return RMSNorm(epsilon=config.norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name)
+
+
+def dense(config: ModelConfig, features: int, axes: tuple[str, str], name: str, use_bias: bool | None = None):
+    return nn.Dense(
+        features, use_bias=config.use_bias if use_bias is None else use_bias, dtype=compute_dtype(config),
+        param_dtype=jnp.dtype(config.param_dtype),
+        kernel_init=nn.with_logical_partitioning(kernel_initializer(config), axes),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name,
+    )
+
+
+class Embeddings(nn.Module):
+    config: ModelConfig
+
+    def setup(self):
+        cfg = self.config
+        init = nn.with_logical_partitioning(kernel_initializer(cfg), ("vocab", "embed"))
+        dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
+        size = cfg.resolved_embedding_size
+        self.word_embeddings = nn.Embed(cfg.vocab_size, size, embedding_init=init, dtype=dtype,
+                                        param_dtype=param_dtype)
+        if cfg.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, size, embedding_init=init, dtype=dtype,
+                                                  param_dtype=param_dtype)
+        self.norm = make_norm(cfg, "norm")
+        self.dropout = nn.Dropout(cfg.dropout_rate)
+        if size != cfg.hidden_size:
+            self.mapping = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "mapping")
+
+    def __call__(self, input_ids, segment_ids, deterministic: bool):
+        cfg = self.config
+        x = self.word_embeddings(input_ids)
+        if cfg.type_vocab_size > 0:
+            x = x + self.token_type_embeddings(segment_ids)
+        if cfg.dropout_before_embedding_norm:
+            x = self.norm(self.dropout(x, deterministic=deterministic))
+        else:
+            x = self.dropout(self.norm(x), deterministic=deterministic)
+        if cfg.resolved_embedding_size != cfg.hidden_size:
+            x = self.mapping(x)
+        return x
+
+    def table(self):
+        return self.word_embeddings.embedding
+
+
+class EncoderLayer(nn.Module):
+    """One attention+FFN block or one GAU block; `(x, _) → (x, None)` so that it can be scanned."""
+
+    config: ModelConfig
+    deterministic: bool = True
+
+    def _residual(self, x, sublayer, norm_name: str, alpha):
+        cfg = self.config
+        norm = make_norm(cfg, norm_name)
+        dropout = nn.Dropout(cfg.dropout_rate)
+        if cfg.norm_position == "pre":
+            y = dropout(sublayer(norm(x)), deterministic=self.deterministic)
+            return x + (alpha.astype(y.dtype) * y if cfg.residual_mode == "alpha" else y)
+        y = dropout(sublayer(x), deterministic=self.deterministic)
+        if cfg.residual_mode == "alpha":
+            y = alpha.astype(y.dtype) * y
+        elif cfg.residual_mode == "deepnorm":
+            x = x * jnp.asarray(cfg.deepnorm_alpha, x.dtype)
+        return norm(x + y)
+
+    @nn.compact
+    def __call__(self, x, mask, positions, alpha):
+        cfg = self.config
+        init = kernel_initializer(cfg)
+        dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
+        if cfg.block_type == "attention":
+            attention = MultiHeadAttention(
+                num_heads=cfg.num_heads, head_size=cfg.resolved_head_size, key_size=cfg.resolved_key_size,
+                use_bias=cfg.use_bias, normalization=cfg.attention_normalization,
+                attention_scale=cfg.attention_scale, dropout_rate=cfg.attention_dropout_rate,
+                rope_base=cfg.rope_base, rotary_value=cfg.rotary_value,
+                softmax_plus_min_length=cfg.softmax_plus_min_length, kernel_init=init, dtype=dtype,
+                param_dtype=param_dtype, name="attention",
+            )
+            feedforward = FeedForward(cfg.intermediate_size, activation=cfg.hidden_act, use_bias=cfg.use_bias,
+                                      kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="feedforward")
+            x = self._residual(x, lambda h: attention(h, mask, positions=positions,
+                                                      deterministic=self.deterministic), "attention_norm", alpha)
+            x = self._residual(x, feedforward, "feedforward_norm", alpha)
+        else:
+            gau = GatedAttentionUnit(
+                units=cfg.intermediate_size, key_size=cfg.resolved_key_size, activation=cfg.hidden_act,
+                use_bias=cfg.use_bias, normalization=cfg.attention_normalization,
+                attention_scale=cfg.attention_scale, dropout_rate=cfg.attention_dropout_rate,
+                rope_base=cfg.rope_base, softmax_plus_min_length=cfg.softmax_plus_min_length,
+                chunk_size=cfg.gau_chunk_size, kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="gau",
+            )
+            x = self._residual(x, lambda h: gau(h, mask, positions=positions, deterministic=self.deterministic),
+                               "gau_norm", alpha)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed")), None
+
+
+class LayerStack(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, mask, positions, alpha, deterministic: bool):
+        cfg = self.config
+        layer = EncoderLayer
+        if cfg.remat_policy != "none":
+            layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
+        if cfg.scan_layers:
+            scanned = nn.scan(
+                layer, variable_axes={"params": 0, "intermediates": 0},
+                split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, _ = scanned(cfg, deterministic=deterministic, name="layers")(x, mask, positions, alpha)
+        else:
+            for index in range(cfg.num_layers):
+                x, _ = layer(cfg, deterministic=deterministic, name=f"layer_{index}")(x, mask, positions, alpha)
+        if cfg.norm_position == "pre":
+            x = make_norm(cfg, "final_norm")(x)
+        return x
+
+
+class MaskedLMHead(nn.Module):
+    """RoFormer v1: Dense(E, act) → LayerNorm → tied embeddings + bias. RoFormerV2/GAU-α: tied, no bias."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, hidden, table, deterministic: bool = True):
+        cfg = self.config
+        size = cfg.resolved_embedding_size
+        if cfg.mlm_head == "transform":
+            h = dense(cfg, size, ("embed", "mlp"), "dense", use_bias=True)(hidden)
+            h = get_activation(cfg.hidden_act)(h)
+            h = LayerNorm(epsilon=cfg.norm_epsilon, dtype=compute_dtype(cfg),
+                          param_dtype=jnp.dtype(cfg.param_dtype), name="norm")(h)
+        else:
+            h = hidden
+            if size != cfg.hidden_size:
+                h = dense(cfg, size, ("embed", "mlp"), "output_mapping", use_bias=False)(h)
+            h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+        logits = jnp.einsum("...e,ve->...v", h, table.astype(h.dtype), preferred_element_type=jnp.float32)
+        if cfg.mlm_head == "transform":
+            bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
+                              (cfg.vocab_size,), jnp.dtype(cfg.param_dtype))
+            logits = logits + bias.astype(jnp.float32)
+        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+
+class Encoder(nn.Module):
+    """`Encoder(config).apply({"params": params}, input_ids, segment_ids)` → hidden states `[batch, length, hidden]`.
+
+    Padding is token id `config.pad_token_id` (0). Other entry points: `mlm_logits(hidden)` (masked-LM head,
+    params under "mlm"), `pool(hidden)` (BERT pooler on [CLS], params under "pooler"), and `masked_lm(...)`
+    (both in one call, for `init`).
+    """
+
+    config: ModelConfig
+
+    def setup(self):
+        cfg = self.config
+        self.embeddings = Embeddings(cfg)
+        self.transformer = LayerStack(cfg)
+        self.mlm = MaskedLMHead(cfg)
+        self.pooler = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "pooler", use_bias=True)
+
+    def __call__(self, input_ids, segment_ids=None, *, attention_mask=None, positions=None,
+                 deterministic: bool = True, residual_alpha=None):
+        """`attention_mask`: `[batch, length]` key mask (default `input_ids != pad_token_id`) or, for attention
+        blocks, a full `[batch, 1, length, length]` mask (packed sequences). `positions`: RoPE positions
+        `[batch, length]` (default 0 … length−1). `residual_alpha`: α of `residual_mode="alpha"` (default 1)."""
+        cfg = self.config
+        input_ids = jnp.asarray(input_ids)
+        if input_ids.ndim != 2:
+            raise ValueError(f"Encoder expects input_ids [batch, length]; got shape {tuple(input_ids.shape)}.")
+        if segment_ids is None:
+            segment_ids = jnp.zeros_like(input_ids)
+        elif jnp.shape(segment_ids) != input_ids.shape:
+            raise ValueError(f"Encoder: segment_ids {tuple(jnp.shape(segment_ids))} must match input_ids "
+                             f"{tuple(input_ids.shape)}.")
+        if attention_mask is None:
+            attention_mask = input_ids != cfg.pad_token_id
+        if positions is None:
+            positions = jnp.arange(input_ids.shape[1], dtype=jnp.int32)[None, :]
+        alpha = jnp.asarray(1.0 if residual_alpha is None else residual_alpha, jnp.float32)
+        x = self.embeddings(input_ids, segment_ids, deterministic)
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        return self.transformer(x, attention_mask, positions, alpha, deterministic)
+
+    def mlm_logits(self, hidden, *, deterministic: bool = True):
+        return self.mlm(hidden, self.embeddings.table(), deterministic)
+
+    def pool(self, hidden):
+        return jnp.tanh(self.pooler(hidden[:, 0]))
+
+    def masked_lm(self, input_ids, segment_ids=None, *, deterministic: bool = True, **kwargs):
+        hidden = self(input_ids, segment_ids, deterministic=deterministic, **kwargs)
+        return self.mlm_logits(hidden, deterministic=deterministic)
