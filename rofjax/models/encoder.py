@@ -63,8 +63,10 @@ class Embeddings(nn.Module):
         self.word_embeddings = nn.Embed(cfg.vocab_size, size, embedding_init=init, dtype=dtype,
                                         param_dtype=param_dtype)
         if cfg.type_vocab_size > 0:
-            self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, size, embedding_init=init, dtype=dtype,
-                                                  param_dtype=param_dtype)
+            # A handful of rows: replicated, never split over the vocab (tensor) axis.
+            segment_init = nn.with_logical_partitioning(kernel_initializer(cfg), (None, "embed"))
+            self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, size, embedding_init=segment_init,
+                                                  dtype=dtype, param_dtype=param_dtype)
         self.norm = make_norm(cfg, "norm")
         self.dropout = nn.Dropout(cfg.dropout_rate)
         if size != cfg.hidden_size:
