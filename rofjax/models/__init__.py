@@ -2,5 +2,17 @@
 
 from rofjax.models.config import PRESETS, ModelConfig, family_config, get_preset
 from rofjax.models.encoder import Encoder
+from rofjax.models.heads import MaskedLM, MultipleChoice, SequenceClassifier, SpanClassifier, TokenClassifier
 
-__all__ = ["PRESETS", "Encoder", "ModelConfig", "family_config", "get_preset"]
+__all__ = [
+    "PRESETS",
+    "Encoder",
+    "MaskedLM",
+    "ModelConfig",
+    "MultipleChoice",
+    "SequenceClassifier",
+    "SpanClassifier",
+    "TokenClassifier",
+    "family_config",
+    "get_preset",
+]

@@ -1,0 +1,118 @@
+"""Task models: an `Encoder` (params under "encoder") plus a head, bert4keras style.
+
+* `MaskedLM`: the encoder's own MLM head (v1: transform + norm + tied + bias; v2/GAU-α: tied, bias-free).
+* `SequenceClassifier`: [CLS] vector (or the BERT pooler) → Dense(num_labels). CLUE recipes feed pairs with all
+  segment ids 0, as the authors did.
+* `TokenClassifier`: Dense(num_labels) on every token.
+* `SpanClassifier`: GlobalPointer or Efficient GlobalPointer logits `[batch, heads, n, n]`.
+* `MultipleChoice`: `[batch, choices, length]` → one score per choice from the [CLS] vector.
+
+Head kernels use the encoder's initialiser (bert4keras passes `kernel_initializer=base.initializer`), except
+GlobalPointer heads, whose bert4keras default is LeCun normal (`head_initializer="lecun"`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from rofjax.models.config import ModelConfig
+from rofjax.models.encoder import Encoder, compute_dtype
+from rofjax.models.initializers import kernel_initializer
+from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
+
+
+def _head_dense(config: ModelConfig, features: int, name: str):
+    return nn.Dense(
+        features, dtype=compute_dtype(config), param_dtype=jnp.dtype(config.param_dtype),
+        kernel_init=nn.with_logical_partitioning(kernel_initializer(config), ("embed", None)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)), name=name,
+    )
+
+
+class MaskedLM(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+        return Encoder(self.config, name="encoder").masked_lm(input_ids, segment_ids, deterministic=deterministic,
+                                                              **encoder_kwargs)
+
+
+class SequenceClassifier(nn.Module):
+    config: ModelConfig
+    num_labels: int
+    pooling: Literal["cls", "pooler"] = "cls"
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+        if self.pooling not in ("cls", "pooler"):
+            raise ValueError(f"SequenceClassifier pooling={self.pooling!r}; expected 'cls' or 'pooler'.")
+        encoder = Encoder(self.config, name="encoder")
+        hidden = encoder(input_ids, segment_ids, deterministic=deterministic, **encoder_kwargs)
+        pooled = encoder.pool(hidden) if self.pooling == "pooler" else hidden[:, 0]
+        pooled = nn.Dropout(self.dropout_rate)(pooled, deterministic=deterministic)
+        return _head_dense(self.config, self.num_labels, "classifier")(pooled).astype(jnp.float32)
+
+
+class TokenClassifier(nn.Module):
+    config: ModelConfig
+    num_labels: int
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+        hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
+                                                      **encoder_kwargs)
+        hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+        return _head_dense(self.config, self.num_labels, "classifier")(hidden).astype(jnp.float32)
+
+
+class SpanClassifier(nn.Module):
+    """GlobalPointer (`efficient=False`) or Efficient GlobalPointer over the encoder's hidden states."""
+
+    config: ModelConfig
+    heads: int
+    head_size: int = 64
+    efficient: bool = True
+    use_rope: bool = True
+    use_bias: bool = True
+    tril_mask: bool = True
+    head_initializer: Literal["lecun", "encoder"] = "lecun"
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+        hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
+                                                      **encoder_kwargs)
+        init = nn.initializers.lecun_normal() if self.head_initializer == "lecun" else kernel_initializer(self.config)
+        pointer = EfficientGlobalPointer if self.efficient else GlobalPointer
+        mask = encoder_kwargs.get("attention_mask")
+        if mask is None or jnp.ndim(mask) != 2:
+            mask = jnp.asarray(input_ids) != self.config.pad_token_id
+        return pointer(heads=self.heads, head_size=self.head_size, use_rope=self.use_rope, use_bias=self.use_bias,
+                       tril_mask=self.tril_mask, kernel_init=init, dtype=compute_dtype(self.config),
+                       param_dtype=jnp.dtype(self.config.param_dtype), name="pointer")(hidden, mask)
+
+
+class MultipleChoice(nn.Module):
+    """Scores `[batch, choices]` for inputs `[batch, choices, length]` (c3, chid): Dense(1) on each [CLS]."""
+
+    config: ModelConfig
+    dropout_rate: float = 0.0
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True):
+        input_ids = jnp.asarray(input_ids)
+        if input_ids.ndim != 3:
+            raise ValueError(f"MultipleChoice expects input_ids [batch, choices, length]; got shape "
+                             f"{tuple(input_ids.shape)}.")
+        batch, choices, length = input_ids.shape
+        flat_segments = None if segment_ids is None else jnp.reshape(segment_ids, (batch * choices, length))
+        hidden = Encoder(self.config, name="encoder")(input_ids.reshape(batch * choices, length), flat_segments,
+                                                      deterministic=deterministic)
+        pooled = nn.Dropout(self.dropout_rate)(hidden[:, 0], deterministic=deterministic)
+        scores = _head_dense(self.config, 1, "scorer")(pooled)
+        return scores.reshape(batch, choices).astype(jnp.float32)

@@ -1,0 +1,74 @@
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from rofjax.models import (
+    Encoder,
+    MaskedLM,
+    MultipleChoice,
+    SequenceClassifier,
+    SpanClassifier,
+    TokenClassifier,
+    get_preset,
+)
+from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
+
+IDS = np.array([[2, 9, 17, 33, 4, 0], [2, 5, 48, 3, 11, 41]])
+CONFIG = get_preset("roformer_v2_tiny")
+
+
+def _encoder_hidden(params, ids=IDS):
+    return np.asarray(Encoder(CONFIG).apply({"params": params["encoder"]}, ids), np.float64)
+
+
+def test_sequence_classifier_reads_the_cls_vector():
+    model = SequenceClassifier(CONFIG, num_labels=3)
+    params = nn.unbox(model.init(jax.random.key(0), IDS))["params"]
+    logits = np.asarray(model.apply({"params": params}, IDS))
+    head = params["classifier"]
+    expected = _encoder_hidden(params)[:, 0] @ np.asarray(head["kernel"]) + np.asarray(head["bias"])
+    assert logits.shape == (2, 3)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    pooled = SequenceClassifier(CONFIG, num_labels=3, pooling="pooler")
+    assert "pooler" in pooled.init(jax.random.key(0), IDS)["params"]["encoder"]
+
+
+def test_token_classifier_and_masked_lm_shapes():
+    tokens = TokenClassifier(CONFIG, num_labels=5)
+    assert tokens.apply(tokens.init(jax.random.key(0), IDS), IDS).shape == (2, 6, 5)
+    mlm = MaskedLM(CONFIG)
+    variables = mlm.init(jax.random.key(0), IDS)
+    logits = np.asarray(mlm.apply(variables, IDS))
+    params = nn.unbox(variables)["params"]
+    table = np.asarray(params["encoder"]["embeddings"]["word_embeddings"]["embedding"], np.float64)
+    np.testing.assert_allclose(logits, _encoder_hidden(params) @ table.T, atol=1e-4)
+
+
+@pytest.mark.parametrize("efficient", [False, True])
+def test_span_classifier_is_a_pointer_over_hidden_states(efficient):
+    model = SpanClassifier(CONFIG, heads=3, head_size=8, efficient=efficient)
+    params = nn.unbox(model.init(jax.random.key(0), IDS))["params"]
+    logits = np.asarray(model.apply({"params": params}, IDS))
+    pointer = (EfficientGlobalPointer if efficient else GlobalPointer)(heads=3, head_size=8)
+    hidden = Encoder(CONFIG).apply({"params": params["encoder"]}, IDS)
+    expected = np.asarray(pointer.apply({"params": params["pointer"]}, hidden, IDS != 0))
+    assert logits.shape == (2, 3, 6, 6)
+    np.testing.assert_array_equal(np.isneginf(logits), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(logits[finite], expected[finite], atol=1e-5)
+    assert np.isneginf(logits[0, :, 5, :]).all() and np.isneginf(logits[1, :, 3, 2]).all()
+
+
+def test_multiple_choice_scores_each_choice_independently():
+    model = MultipleChoice(CONFIG)
+    choices = np.stack([IDS, IDS[::-1], IDS], axis=1)            # [batch=2, choices=3, length=6]
+    params = nn.unbox(model.init(jax.random.key(0), choices))["params"]
+    scores = np.asarray(model.apply({"params": params}, choices))
+    assert scores.shape == (2, 3)
+    np.testing.assert_allclose(scores[:, 0], scores[:, 2], atol=1e-6)
+    cls = _encoder_hidden(params, choices[:, 1])[:, 0]
+    np.testing.assert_allclose(scores[:, 1], cls @ np.asarray(params["scorer"]["kernel"])[:, 0]
+                               + np.asarray(params["scorer"]["bias"])[0], atol=1e-5)
+    with pytest.raises(ValueError, match=r"\[batch, choices, length\]; got shape \(2, 6\)"):
+        model.apply({"params": params}, IDS)
