@@ -21,6 +21,7 @@ from rofjax.models.config import ModelConfig
 from rofjax.models.initializers import kernel_initializer
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import MultiHeadAttention
+from rofjax.nn.dropout import Dropout
 from rofjax.nn.feedforward import FeedForward
 from rofjax.nn.gau import GatedAttentionUnit
 from rofjax.nn.norms import LayerNorm, RMSNorm
@@ -68,7 +69,7 @@ class Embeddings(nn.Module):
             self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, size, embedding_init=segment_init,
                                                   dtype=dtype, param_dtype=param_dtype)
         self.norm = make_norm(cfg, "norm")
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
         if size != cfg.hidden_size:
             self.mapping = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "mapping")
 
@@ -98,7 +99,7 @@ class EncoderLayer(nn.Module):
     def _residual(self, x, sublayer, norm_name: str, alpha):
         cfg = self.config
         norm = make_norm(cfg, norm_name)
-        dropout = nn.Dropout(cfg.dropout_rate)
+        dropout = Dropout(cfg.dropout_rate)
         if cfg.norm_position == "pre":
             y = dropout(sublayer(norm(x)), deterministic=self.deterministic)
             return x + (alpha.astype(y.dtype) * y if cfg.residual_mode == "alpha" else y)
@@ -183,7 +184,7 @@ class MaskedLMHead(nn.Module):
             h = hidden
             if size != cfg.hidden_size:
                 h = dense(cfg, size, ("embed", "mlp"), "output_mapping", use_bias=False)(h)
-            h = nn.Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
+            h = Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
         logits = jnp.einsum("...e,ve->...v", h, table.astype(h.dtype), preferred_element_type=jnp.float32)
         if cfg.mlm_head == "transform":
             bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),

@@ -21,6 +21,7 @@ from flax import linen as nn
 from rofjax.models.config import ModelConfig
 from rofjax.models.encoder import Encoder, compute_dtype
 from rofjax.models.initializers import kernel_initializer
+from rofjax.nn.dropout import Dropout
 from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
 
 
@@ -54,7 +55,7 @@ class SequenceClassifier(nn.Module):
         encoder = Encoder(self.config, name="encoder")
         hidden = encoder(input_ids, segment_ids, deterministic=deterministic, **encoder_kwargs)
         pooled = encoder.pool(hidden) if self.pooling == "pooler" else hidden[:, 0]
-        pooled = nn.Dropout(self.dropout_rate)(pooled, deterministic=deterministic)
+        pooled = Dropout(self.dropout_rate)(pooled, deterministic=deterministic)
         return _head_dense(self.config, self.num_labels, "classifier")(pooled).astype(jnp.float32)
 
 
@@ -67,7 +68,7 @@ class TokenClassifier(nn.Module):
     def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
         hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
                                                       **encoder_kwargs)
-        hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+        hidden = Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
         return _head_dense(self.config, self.num_labels, "classifier")(hidden).astype(jnp.float32)
 
 
@@ -113,6 +114,6 @@ class MultipleChoice(nn.Module):
         flat_segments = None if segment_ids is None else jnp.reshape(segment_ids, (batch * choices, length))
         hidden = Encoder(self.config, name="encoder")(input_ids.reshape(batch * choices, length), flat_segments,
                                                       deterministic=deterministic)
-        pooled = nn.Dropout(self.dropout_rate)(hidden[:, 0], deterministic=deterministic)
+        pooled = Dropout(self.dropout_rate)(hidden[:, 0], deterministic=deterministic)
         scores = _head_dense(self.config, 1, "scorer")(pooled)
         return scores.reshape(batch, choices).astype(jnp.float32)

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rofjax.nn.dropout import Dropout
 from rofjax.nn.rope import apply_rotary
 
 Dtype = Any
@@ -215,7 +216,7 @@ class MultiHeadAttention(nn.Module):
                                           softmax_plus_min_length=self.softmax_plus_min_length)
             self.sow("intermediates", "attention_weights", weights)
             if dropout_active:
-                weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+                weights = Dropout(self.dropout_rate)(weights, deterministic=False)
             out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
         out = out.reshape(batch, length, self.num_heads * self.head_size)

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rofjax.nn.activations import get_activation
+from rofjax.nn.dropout import Dropout
 
 Dtype = Any
 Initializer = Any
@@ -39,7 +40,7 @@ class FeedForward(nn.Module):
         h = get_activation(self.activation)(h)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         if self.dropout_rate > 0:
-            h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
+            h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
         return nn.Dense(
             features, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
             kernel_init=nn.with_logical_partitioning(self.kernel_init, ("mlp", "embed")),

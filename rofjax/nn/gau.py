@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import NORMALIZATIONS, attention_normalize
+from rofjax.nn.dropout import Dropout
 from rofjax.nn.norms import ScaleOffset
 from rofjax.nn.rope import apply_rotary
 
@@ -112,7 +113,7 @@ class GatedAttentionUnit(nn.Module):
             weights = self._normalize(logits, pair_mask)
             self.sow("intermediates", "attention_weights", weights)
             if self.dropout_rate > 0:
-                weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+                weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
             mixed = jnp.einsum("bmn,bne->bme", weights.astype(v.dtype), v)
         else:
             lin_q = self._rotate(self._scale_offset("lin_q_scaleoffset")(z), positions)
@@ -150,7 +151,7 @@ class GatedAttentionUnit(nn.Module):
         weights = self._normalize(logits, pair_mask)
         self.sow("intermediates", "attention_weights", weights)
         if self.dropout_rate > 0:
-            weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+            weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
         quadratic = jnp.einsum("bgmn,bgne->bgme", weights.astype(jnp.float32), v32)
 
         per_chunk_kv = jnp.einsum("bgnd,bgne->bgde", lin_k, v32)            # [b, g, s, e]
