@@ -1,4 +1,5 @@
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -53,6 +54,8 @@ def test_convert_with_the_wrong_model_names_the_first_mismatched_tensor(rng, tmp
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "rofjax.cli", "convert", "--help"], capture_output=True, text=True,
-                         check=True)
+    script = pathlib.Path(sys.executable).with_name("rofjax")
+    if not script.exists():
+        pytest.skip(f"no rofjax console script beside {sys.executable} (package not pip-installed)")
+    out = subprocess.run([str(script), "convert", "--help"], capture_output=True, text=True, check=True)
     assert "--from" in out.stdout and "bert4keras" in out.stdout
