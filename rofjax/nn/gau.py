@@ -32,14 +32,19 @@ Dtype = Any
 Initializer = Any
 
 
-def _key_mask(mask, batch: int, length: int):
+def _masks(mask, batch: int, length: int, chunked: bool):
+    """(key mask [batch, length], pair mask [batch, length, length] or None) from a key or full mask."""
     if mask is None:
-        return jnp.ones((batch, length), dtype=bool)
+        return jnp.ones((batch, length), dtype=bool), None
     mask = jnp.asarray(mask).astype(bool)
+    if mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[2:] == (length, length) and not chunked:
+        pair = jnp.broadcast_to(mask[:, 0], (batch, length, length))
+        return jnp.any(pair, axis=1), pair
     if mask.ndim != 2 or mask.shape[1] != length or mask.shape[0] not in (1, batch):
-        raise ValueError(f"GatedAttentionUnit: mask must be a key mask [batch, length] = [{batch}, {length}]; got "
+        allowed = "[batch, length]" + ("" if chunked else " or [batch, 1, length, length]")
+        raise ValueError(f"GatedAttentionUnit: mask must be {allowed} with batch={batch}, length={length}; got "
                          f"{tuple(mask.shape)}.")
-    return jnp.broadcast_to(mask, (batch, length))
+    return jnp.broadcast_to(mask, (batch, length)), None
 
 
 class GatedAttentionUnit(nn.Module):
@@ -81,7 +86,8 @@ class GatedAttentionUnit(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, deterministic: bool = True):
-        """`x` `[batch, length, embed]`, `mask` a key mask `[batch, length]` (True = real token)."""
+        """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` (True = real token) or, without
+        chunking, a full mask `[batch, 1, length, length]` (packed sequences)."""
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown GAU normalization={self.normalization!r}; expected one of {NORMALIZATIONS}.")
         if x.ndim != 3:
@@ -89,7 +95,7 @@ class GatedAttentionUnit(nn.Module):
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise ValueError(f"GatedAttentionUnit chunk_size must be a positive int or None; got {self.chunk_size}.")
         batch, length, features = x.shape
-        key_mask = _key_mask(mask, batch, length)
+        key_mask, full_mask = _masks(mask, batch, length, self.chunk_size is not None)
         e, s = self.units, self.key_size
 
         h = nn.Dense(
@@ -107,7 +113,7 @@ class GatedAttentionUnit(nn.Module):
 
         if self.chunk_size is None:
             logits = jnp.einsum("bmd,bnd->bmn", q, k, preferred_element_type=jnp.float32) * scale
-            pair_mask = key_mask[:, None, :]
+            pair_mask = key_mask[:, None, :] if full_mask is None else full_mask
             if self.causal:
                 pair_mask = pair_mask & jnp.tril(jnp.ones((length, length), dtype=bool))[None]
             weights = self._normalize(logits, pair_mask)

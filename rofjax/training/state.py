@@ -1,0 +1,148 @@
+"""Train state and the jitted, sharded train/eval steps.
+
+`TrainState` holds the update count, fp32 master parameters, the optimizer state, the dropout key (raw uint32
+key data, so it checkpoints like any array) and optionally an EMA of the parameters. Compute dtype is the model
+config's `dtype` (bf16 activations with fp32 master weights when `dtype="bfloat16"`, `param_dtype="float32"`).
+
+The step is `jax.jit(step, in_shardings=(state, batch), out_shardings=(state, replicated), donate_argnums=0)`;
+parameter shardings come from the modules' logical axis names, optimizer-state shardings from what XLA chooses
+for `tx.init` on sharded parameters. Each step folds the step number into the dropout key, and dropout masks are
+drawn for the global (sharded) arrays, so every device gets its own part of one mask and a sharded step equals the
+single-device step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from jax.sharding import NamedSharding
+
+from rofjax.parallel.mesh import batch_sharding, logical_shardings, replicated
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    ema_params: Any = None
+
+
+def _finite_tree(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+class Trainer:
+    """Builds the sharded initial state and the jitted steps of one task on one mesh."""
+
+    def __init__(self, task, tx: optax.GradientTransformation, mesh, *, schedule=None, ema_decay: float = 0.0,
+                 skip_nonfinite: bool = False):
+        self.task, self.tx, self.mesh = task, tx, mesh
+        self.schedule = schedule
+        self.ema_decay = float(ema_decay)
+        self.skip_nonfinite = skip_nonfinite
+        self._train_step = self._eval_step = None
+
+    # State ----------------------------------------------------------------------------------------------------
+    def abstract_params(self, batch_size: int):
+        batch = self.task.init_batch(batch_size)
+        return jax.eval_shape(lambda: self.task.init_params(jax.random.key(0), batch))
+
+    def state_shardings(self, batch_size: int):
+        boxed = self.abstract_params(batch_size)
+        param_shardings = logical_shardings(boxed, self.mesh)
+        abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                          nn.unbox(boxed), param_shardings)
+        chosen = jax.jit(self.tx.init).lower(abstract).compile().output_shardings
+        opt_shardings = jax.tree_util.tree_map(self._on_mesh, chosen)
+        rep = replicated(self.mesh)
+        ema = param_shardings if self.ema_decay else None
+        return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep, ema_params=ema)
+
+    def _init_fn(self, seed: int, batch_size: int):
+        batch = self.task.init_batch(batch_size)
+
+        def init():
+            init_key, dropout_key = jax.random.split(jax.random.key(seed))
+            params = nn.unbox(self.task.init_params(init_key, batch))
+            return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
+                              rng=jax.random.key_data(dropout_key),
+                              ema_params=params if self.ema_decay else None)
+
+        return init
+
+    def _on_mesh(self, sharding):
+        """XLA's choice for an optimizer-state leaf, expressed on our mesh (counters come back replicated on
+        the default devices, which may not be the mesh's)."""
+        if isinstance(sharding, NamedSharding) and sharding.mesh == self.mesh:
+            return sharding
+        if sharding.is_fully_replicated:
+            return replicated(self.mesh)
+        if isinstance(sharding, NamedSharding):
+            return NamedSharding(self.mesh, sharding.spec)
+        raise ValueError(f"Cannot place optimizer state with sharding {sharding} on mesh {self.mesh}.")
+
+    def init_state(self, seed: int, batch_size: int) -> TrainState:
+        """A fresh state, created directly in its shards (no host copy of the full model)."""
+        return jax.jit(self._init_fn(seed, batch_size), out_shardings=self.state_shardings(batch_size))()
+
+    def abstract_state(self, batch_size: int) -> TrainState:
+        """Shapes, dtypes and shardings of the state, without allocating it (the target of a restore)."""
+        shapes = jax.eval_shape(self._init_fn(0, batch_size))
+        return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
+                                      self.state_shardings(batch_size))
+
+    # Steps ----------------------------------------------------------------------------------------------------
+    def _batch_shardings(self, batch: dict):
+        return {k: batch_sharding(self.mesh, len(v.shape)) for k, v in batch.items()}
+
+    def train_step(self, state: TrainState, batch: dict):
+        if self._train_step is None:
+            self._train_step = self._build_train_step(state, batch)
+        return self._train_step(state, batch)
+
+    def _build_train_step(self, state, batch):
+        task, tx = self.task, self.tx
+
+        def step_fn(state: TrainState, batch):
+            key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+            def loss_fn(params):
+                return task.loss(params, batch, key, state.step)
+
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            grad_norm = optax.tree.norm(grads)
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+            if self.skip_nonfinite:
+                params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), params, state.params)
+                opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), opt_state,
+                                                   state.opt_state)
+            ema = state.ema_params
+            if self.ema_decay:
+                ema = jax.tree_util.tree_map(lambda e, p: self.ema_decay * e + (1 - self.ema_decay) * p, ema, params)
+            metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite, **aux}
+            if self.schedule is not None:
+                metrics["lr"] = self.schedule(state.step)
+            new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+            return new_state, metrics
+
+        state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
+        return jax.jit(step_fn, in_shardings=(state_shardings, self._batch_shardings(batch)),
+                       out_shardings=(state_shardings, replicated(self.mesh)), donate_argnums=0)
+
+    def eval_step(self, params, batch: dict):
+        if self._eval_step is None:
+            param_shardings = jax.tree_util.tree_map(lambda x: x.sharding, params)
+            self._eval_step = jax.jit(self.task.eval_sums,
+                                      in_shardings=(param_shardings, self._batch_shardings(batch)),
+                                      out_shardings=replicated(self.mesh))
+        return self._eval_step(params, batch)

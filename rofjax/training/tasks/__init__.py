@@ -1,0 +1,12 @@
+"""Training tasks: what a batch holds, which model reads it, its loss and its evaluation metrics.
+
+A task provides `model`, `encode(record) -> example` (host side, numpy), `init_batch(batch_size)`,
+`loss(params, batch, rng, step)` and `eval_sums(params, batch)`/`summarize(sums)`.
+"""
+
+from rofjax.training.tasks.classification import ClassificationTask
+from rofjax.training.tasks.mlm import MaskedLMTask
+
+TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask}
+
+__all__ = ["TASKS", "ClassificationTask", "MaskedLMTask"]

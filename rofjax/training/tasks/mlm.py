@@ -1,0 +1,162 @@
+"""Masked-LM pre-training with whole-word masking, dynamic masks and packed sequences.
+
+Per document: jieba words (HMM off) → WordPiece tokens `[CLS] … [SEP]` with a flag on each word's first token.
+Documents are packed first-fit into rows of `max_length` tokens; `doc_ids` (1, 2, … per row, 0 = padding) keep
+attention inside each document and `positions` restart at 0 for each, so packing changes nothing a document
+sees. Masking happens after packing with a fresh random draw each time an example is read (dynamic masking):
+each word is chosen with probability `mask_rate` (15%); a chosen word's tokens all become [MASK] (80%), stay
+(10%) or become random ids in [1, vocab) (10%) — the RoFormerV2 recipe. Targets are gathered to
+`max_predictions` positions per row, so the vocabulary projection runs on the chosen tokens only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rofjax.data.tokenizer import Tokenizer
+from rofjax.losses import masked_lm_crossentropy
+from rofjax.models import Encoder, ModelConfig
+from rofjax.training.optim import residual_alpha
+
+
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+@dataclasses.dataclass
+class MaskedLMTask:
+    model_config: ModelConfig
+    tokenizer: Tokenizer
+    max_length: int = 128
+    mask_rate: float = 0.15
+    max_predictions: int | None = None
+    whole_word: bool = True
+    alpha_ramp_steps: int = 0
+
+    def __post_init__(self):
+        self.model = Encoder(self.model_config)
+        if self.max_predictions is None:
+            self.max_predictions = max(1, math.ceil(self.max_length * self.mask_rate * 1.34))
+        self._special = np.array([self.tokenizer.pad_id, self.tokenizer.cls_id, self.tokenizer.sep_id])
+
+    # Host side ------------------------------------------------------------------------------------------------
+    def encode_document(self, record: dict) -> dict:
+        text = record["text"]
+        text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+        words = _jieba().lcut(text, HMM=False) if self.whole_word else list(text)
+        words = [w for w in words if w.strip()] or ["[UNK]"]
+        ids, starts = self.tokenizer.word_starts(words, maxlen=self.max_length)
+        return {"input_ids": np.asarray(ids, np.int32), "word_starts": np.asarray(starts, np.int32)}
+
+    def unpacked(self, example: dict) -> dict:
+        """A single document padded to `max_length`, in the packed layout (doc id 1, positions 0…)."""
+        n = len(example["input_ids"])
+        out = {}
+        for key in ("input_ids", "word_starts"):
+            row = np.zeros(self.max_length, np.int32)
+            row[:n] = example[key]
+            out[key] = row
+        out["input_ids_segment_ids"] = (np.arange(self.max_length) < n).astype(np.int32)
+        out["input_ids_positions"] = np.where(np.arange(self.max_length) < n, np.arange(self.max_length), 0)
+        return out
+
+    def mask(self, packed: dict, rng: np.random.Generator) -> dict:
+        ids = np.asarray(packed["input_ids"], np.int32)
+        starts = np.asarray(packed["word_starts"], np.int32).astype(bool)
+        doc_ids = np.asarray(packed["input_ids_segment_ids"], np.int32)
+        positions = np.asarray(packed["input_ids_positions"], np.int32)
+        maskable = ~np.isin(ids, self._special)
+        # Word index of every maskable token: a word starts at a flagged token (or after a special token).
+        begins = maskable & (starts | ~np.concatenate([[False], maskable[:-1]]))
+        word = np.cumsum(begins) - 1
+        n_words = int(begins.sum())
+        inputs, labels = ids.copy(), np.zeros_like(ids)
+        if n_words:
+            chosen = rng.random(n_words) < self.mask_rate
+            action = rng.random(n_words)                           # < .8 mask, < .9 keep, else random
+            selected = maskable & chosen[np.clip(word, 0, None)]
+            how = action[np.clip(word, 0, None)]
+            random_ids = rng.integers(1, self.tokenizer.vocab_size, size=ids.shape)
+            inputs = np.where(selected & (how < 0.8), self.tokenizer.mask_id,
+                              np.where(selected & (how >= 0.9), random_ids, ids)).astype(np.int32)
+            labels = np.where(selected, ids, 0)
+        targets = np.flatnonzero(labels)
+        if len(targets) > self.max_predictions:                # over budget: leave the extra tokens untouched
+            dropped = targets[self.max_predictions:]
+            inputs[dropped], labels[dropped] = ids[dropped], 0
+            targets = targets[: self.max_predictions]
+        P = self.max_predictions
+        masked_positions = np.zeros(P, np.int32)
+        masked_labels = np.zeros(P, np.int32)
+        masked_weights = np.zeros(P, np.float32)
+        masked_positions[: len(targets)] = targets
+        masked_labels[: len(targets)] = ids[targets]
+        masked_weights[: len(targets)] = 1.0
+        return {"input_ids": inputs, "doc_ids": doc_ids, "positions": positions,
+                "masked_positions": masked_positions, "masked_labels": masked_labels,
+                "masked_weights": masked_weights}
+
+    def init_batch(self, batch_size: int) -> dict:
+        L, P = self.max_length, self.max_predictions
+        return {"input_ids": np.ones((batch_size, L), np.int32), "doc_ids": np.ones((batch_size, L), np.int32),
+                "positions": np.tile(np.arange(L, dtype=np.int32), (batch_size, 1)),
+                "masked_positions": np.zeros((batch_size, P), np.int32),
+                "masked_labels": np.zeros((batch_size, P), np.int32),
+                "masked_weights": np.zeros((batch_size, P), np.float32)}
+
+    def tokens(self, batch) -> int:
+        return int(np.sum(np.asarray(batch["doc_ids"]) != 0))
+
+    # Device side ----------------------------------------------------------------------------------------------
+    def init_params(self, rng, batch):
+        return self.model.init(rng, batch["input_ids"], method=Encoder.masked_lm)["params"]
+
+    def _logits(self, params, batch, *, rng=None, step=None):
+        deterministic = rng is None
+        doc = batch["doc_ids"]
+        attention_mask = (doc[:, None, :, None] == doc[:, None, None, :]) & (doc[:, None, None, :] > 0)
+        kwargs = {}
+        if self.model_config.residual_mode == "alpha" and step is not None:
+            kwargs["residual_alpha"] = residual_alpha(step, self.alpha_ramp_steps)
+        rngs = None if deterministic else {"dropout": rng}
+        hidden = self.model.apply({"params": params}, batch["input_ids"], attention_mask=attention_mask,
+                                  positions=batch["positions"], deterministic=deterministic, rngs=rngs, **kwargs)
+        picked = jnp.take_along_axis(hidden, batch["masked_positions"][..., None], axis=1)
+        return self.model.apply({"params": params}, picked, deterministic=deterministic, rngs=rngs,
+                                method=Encoder.mlm_logits)
+
+    def loss(self, params, batch, rng, step):
+        logits = self._logits(params, batch, rng=rng, step=step)
+        labels, weights = batch["masked_labels"], batch["masked_weights"]
+        loss = masked_lm_crossentropy(labels, logits, weights)
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        return loss, {"accuracy": jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1e-7)}
+
+    def eval_sums(self, params, batch):
+        logits = self._logits(params, batch)
+        labels, weights = batch["masked_labels"], batch["masked_weights"]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        return {"loss": jnp.sum(ce * weights), "correct": jnp.sum(correct * weights), "count": jnp.sum(weights)}
+
+    @staticmethod
+    def summarize(sums: dict) -> dict:
+        count = max(float(sums["count"]), 1e-9)
+        return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count,
+                "predictions": int(round(float(sums["count"])))}
+
+    def flops_per_example(self) -> float:
+        from rofjax.training.tasks.classification import encoder_forward_flops
+
+        cfg = self.model_config
+        head = 2 * self.max_predictions * cfg.resolved_embedding_size * cfg.vocab_size
+        return 3 * (encoder_forward_flops(cfg, self.max_length) + head)

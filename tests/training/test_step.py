@@ -1,0 +1,75 @@
+"""Sharded train steps equal the single-device step."""
+
+import jax
+import numpy as np
+import pytest
+
+from rofjax.data.tokenizer import Tokenizer
+from rofjax.data.vocab import EMBEDDED_VOCAB
+from rofjax.models import get_preset
+from rofjax.parallel.mesh import create_mesh
+from rofjax.training.optim import build_optimizer, learning_rate_schedule
+from rofjax.training.state import Trainer
+from rofjax.training.tasks import ClassificationTask
+
+TEXTS = ["这本书写得很好，值得一读", "质量太差了，非常失望", "物流很快，包装也不错", "客服态度恶劣，不会再买",
+         "还可以吧", "性价比高，推荐购买", "屏幕有坏点，退货了", "味道不错，下次还来"]
+OPTIM = {"name": "adamw", "lr": 1e-3, "warmup_steps": 0, "decay": "linear", "weight_decay": 0.01,
+         "clip_norm": 1.0}
+
+
+def _task(config=None):
+    config = config or get_preset("roformer_v2_tiny", vocab_size=5130, dropout_rate=0.1, attention_dropout_rate=0.1)
+    return ClassificationTask(config, Tokenizer(EMBEDDED_VOCAB), num_labels=2, max_length=16)
+
+
+def _batch(task):
+    rows = [task.encode({"text": t.encode(), "label": i % 2}) for i, t in enumerate(TEXTS)]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def _run(task, mesh, steps=3, optim=OPTIM):
+    tx = build_optimizer(optim, total_steps=10)
+    trainer = Trainer(task, tx, mesh, schedule=learning_rate_schedule(optim, 10))
+    state = trainer.init_state(seed=0, batch_size=8)
+    batch = _batch(task)
+    losses = []
+    for _ in range(steps):
+        state, metrics = trainer.train_step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state.params), losses, state
+
+
+@pytest.mark.parametrize("axes", [dict(data=8), dict(data=2, fsdp=4), dict(data=2, tensor=4),
+                                  dict(data=1, fsdp=2, tensor=4)])
+def test_sharded_steps_equal_single_device(axes):
+    task = _task()
+    single_params, single_losses, _ = _run(task, create_mesh(1, 1, 1, devices=jax.devices()[:1]))
+    mesh = create_mesh(**{"data": 1, "fsdp": 1, "tensor": 1, **axes})
+    params, losses, state = _run(task, mesh)
+    np.testing.assert_allclose(losses, single_losses, rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(single_params)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    if axes.get("tensor", 1) > 1:
+        kernel = state.params["encoder"]["transformer"]["layer_0"]["feedforward"]["i_dense"]["kernel"]
+        assert kernel.sharding.spec[1] == "tensor"
+    if axes.get("fsdp", 1) > 1:
+        kernel = state.params["encoder"]["transformer"]["layer_0"]["attention"]["q_dense"]["kernel"]
+        assert kernel.sharding.spec[0] == "fsdp"
+
+
+def test_loss_falls_and_nonfinite_updates_can_be_skipped():
+    task = _task()
+    constant = {**OPTIM, "lr": 3e-3, "decay": "constant"}
+    _, losses, _ = _run(task, create_mesh(1, 1, 1, devices=jax.devices()[:1]), steps=25, optim=constant)
+    assert losses[-1] < 0.5 * losses[0], losses
+    tx = build_optimizer(OPTIM, total_steps=10)
+    trainer = Trainer(task, tx, create_mesh(1, 1, 1, devices=jax.devices()[:1]), skip_nonfinite=True)
+    state = trainer.init_state(seed=0, batch_size=8)
+    before = jax.device_get(state.params)
+    batch = _batch(task)
+    batch["weights"] = np.full_like(batch["weights"], np.nan)
+    state, metrics = trainer.train_step(state, batch)
+    assert not bool(metrics["finite"])
+    for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(state.params)), jax.tree_util.tree_leaves(before)):
+        np.testing.assert_array_equal(a, b)
