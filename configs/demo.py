@@ -21,7 +21,7 @@ def get_config():
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 100
     c.optim.decay = "linear"
-    c.log_every = 10
+    c.log_every = 1
     c.eval_every = 400
     c.save_every = 200
     c.lock()

@@ -16,7 +16,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(expected_task: str):
     def _run(argv):
         del argv
-        logging.getLogger("absl").setLevel(logging.WARNING)
+        for name in ("absl", "jax", "orbax", "tensorflow_datasets"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         from rofjax.training.loop import NonFiniteLossError, run
 
         config = FLAGS.config

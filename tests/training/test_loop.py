@@ -1,0 +1,155 @@
+"""End-to-end: the loop trains, resumes bit-exactly, survives SIGKILL, restores across meshes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import demo
+from configs.pretrain import tiny_mlm
+from rofjax.checkpoint import restore_params
+from rofjax.training.loop import NonFiniteLossError, run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _tiny(config, data_dir, **changes):
+    config.data_dir = data_dir
+    config.model.num_layers = 1
+    config.model.hidden_size = 32
+    config.model.num_heads = 2
+    config.model.intermediate_size = 64
+    config.max_length = 32
+    config.batch_size = 8
+    config.eval_examples = 64
+    config.progress_bar = False
+    config.log_every = 1
+    config.optim.warmup_steps = 2
+    for key, value in changes.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return config
+
+
+def _rows(workdir, name="metrics.jsonl"):
+    with open(os.path.join(workdir, name), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_resume_is_bit_exact_and_sees_the_same_batches(tmp_path, data_dir, monkeypatch):
+    straight = _tiny(demo.get_config(), data_dir, total_steps=6, save_every=2)
+    run(straight, str(tmp_path / "straight"))
+
+    from rofjax.training.state import Trainer
+
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def crash_on_fifth_step(self, state, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:                       # after the step-4 checkpoint, before step 5 completes
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, state, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_on_fifth_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(_tiny(demo.get_config(), data_dir, total_steps=6, save_every=2), str(tmp_path / "resumed"))
+    monkeypatch.setattr(Trainer, "train_step", original)
+    run(_tiny(demo.get_config(), data_dir, total_steps=6, save_every=2), str(tmp_path / "resumed"))
+    a, b = _rows(tmp_path / "straight"), _rows(tmp_path / "resumed")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    for x, y in zip(_leaves(restore_params(tmp_path / "straight" / "checkpoints")),
+                    _leaves(restore_params(tmp_path / "resumed" / "checkpoints"))):
+        np.testing.assert_array_equal(x, y)
+    assert os.listdir(tmp_path / "straight" / "best") and os.listdir(tmp_path / "straight" / "tensorboard")
+
+
+def test_sigkill_at_any_moment_then_rerun_resumes(tmp_path, data_dir):
+    workdir = tmp_path / "killed"
+    command = [sys.executable, "-m", "train.finetune", "--config", "configs/demo.py", f"--workdir={workdir}",
+               f"--config.data_dir={data_dir}", "--config.total_steps=40", "--config.save_every=5",
+               "--config.model.num_layers=1", "--config.model.hidden_size=32", "--config.model.num_heads=2",
+               "--config.model.intermediate_size=64", "--config.max_length=32", "--config.batch_size=8",
+               "--config.eval_examples=64", "--config.progress_bar=False", "--config.eval_every=0"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        rows = _rows(workdir) if (workdir / "metrics.jsonl").exists() else []
+        if len(rows) >= 12:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    assert "resumed from" in finished.stdout
+    steps = [r["step"] for r in _rows(workdir)]
+    assert steps == list(range(1, 41))
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
+    workdir = tmp_path / "preempted"
+    command = [sys.executable, "-m", "train.finetune", "--config", "configs/demo.py", f"--workdir={workdir}",
+               f"--config.data_dir={data_dir}", "--config.total_steps=100000", "--config.save_every=100000",
+               "--config.model.num_layers=1", "--config.model.hidden_size=32", "--config.model.num_heads=2",
+               "--config.model.intermediate_size=64", "--config.max_length=32", "--config.batch_size=8",
+               "--config.progress_bar=False"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    while not (workdir / "metrics.jsonl").exists() or len(_rows(workdir)) < 3:
+        time.sleep(0.05)
+        assert process.poll() is None, process.stdout.read().decode()[-2000:]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 0
+    saved = [int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
+    assert saved and max(saved) >= 3
+
+
+def test_misspelt_override_names_the_key(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "train.finetune", "--config", "configs/demo.py",
+                          f"--workdir={tmp_path}", "--config.optim.lrr=1"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0 and "lrr" in out.stderr
+
+
+def test_nonfinite_loss_stops_with_the_step(tmp_path, data_dir):
+    config = _tiny(demo.get_config(), data_dir, total_steps=20, save_every=100)
+    config.optim.lr = 1e30
+    config.optim.clip_norm = 0.0
+    config.optim.warmup_steps = 0
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+"):
+        run(config, str(tmp_path / "nan"))
+
+
+def test_pretraining_lowers_the_mlm_loss_and_finetune_starts_from_it(tmp_path, data_dir):
+    config = _tiny(tiny_mlm.get_config(), data_dir, total_steps=40, save_every=40, max_length=64,
+                   batch_size=16, eval_examples=32)
+    config.optim.lr = 5e-3
+    config.optim.warmup_steps = 0
+    run(config, str(tmp_path / "mlm"))
+    losses = [r["loss"] for r in _rows(tmp_path / "mlm")]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
+    finetune = _tiny(demo.get_config(), data_dir, total_steps=2, save_every=2,
+                     init_checkpoint=str(tmp_path / "mlm" / "checkpoints"))
+    run(finetune, str(tmp_path / "ft"))
+    pretrained = restore_params(tmp_path / "mlm" / "checkpoints")
+    started = restore_params(tmp_path / "ft" / "checkpoints")
+    assert started["encoder"]["embeddings"]["word_embeddings"]["embedding"].shape == \
+        pretrained["embeddings"]["word_embeddings"]["embedding"].shape
