@@ -10,10 +10,9 @@ the wrong names. Their shapes tell which way they were paired, and `load_bert4ke
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from rofjax.checkpoint.tree import (
     ConversionReport,
     assemble,
     per_layer_flat,
+    staged_folder,
 )
 from rofjax.models.config import FAMILIES, ModelConfig
 
@@ -175,28 +175,16 @@ def save_bert4keras(params, config: ModelConfig, out_dir: str | os.PathLike, *, 
     """
     tf = _tensorflow()
     variables = to_bert4keras(params, config)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".bert4keras-", dir=os.path.dirname(out_dir) or ".")
-    try:
+    with staged_folder(out_dir, vocab_path) as staging:
         prefix = os.path.join(staging, "bert_model.ckpt")
         names = sorted(variables)
         tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                           tensors=[tf.constant(variables[n]) for n in names])
         with open(os.path.join(staging, "checkpoint"), "w", encoding="utf-8") as f:
             f.write('model_checkpoint_path: "bert_model.ckpt"\nall_model_checkpoint_paths: "bert_model.ckpt"\n')
-        import json
-
         with open(os.path.join(staging, "bert_config.json"), "w", encoding="utf-8") as f:
             json.dump(config.to_bert_config(), f, indent=2)
-        if vocab_path is not None:
-            shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
-        os.makedirs(out_dir, exist_ok=True)
-        for name in os.listdir(staging):
-            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return os.path.join(out_dir, "bert_model.ckpt")
+    return os.path.join(os.path.abspath(os.fspath(out_dir)), "bert_model.ckpt")
 
 
 __all__ = [

@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
-from rofjax.checkpoint.tree import CheckpointMismatchError, assemble, per_layer_flat
+from rofjax.checkpoint.tree import CheckpointMismatchError, assemble, per_layer_flat, staged_folder
 from rofjax.models.config import ModelConfig
 
 _LAYER = re.compile(r"^transformer/layer_(\d+)/(.+)$")
@@ -160,23 +158,11 @@ def save_huggingface(params, config: ModelConfig, out_dir: str | os.PathLike, *,
     from safetensors.numpy import save_file
 
     state = to_huggingface(params, config)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    parent = os.path.dirname(out_dir) or "."
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".huggingface-", dir=parent)
-    try:
+    with staged_folder(out_dir, vocab_path) as staging:
         save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
-        hf_config = {**config.to_hf_config(), **(extra_config or {})}
         with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(hf_config, f, indent=2)
-        if vocab_path is not None:
-            shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
-        os.makedirs(out_dir, exist_ok=True)
-        for name in os.listdir(staging):
-            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
+            json.dump({**config.to_hf_config(), **(extra_config or {})}, f, indent=2)
+    return os.path.abspath(os.fspath(out_dir))
 
 
 __all__ = ["convert_huggingface", "huggingface_name", "load_huggingface", "read_state_dict", "save_huggingface",

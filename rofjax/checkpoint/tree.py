@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -195,3 +199,24 @@ def per_layer_flat(params: Mapping[str, Any], config: ModelConfig) -> dict[str, 
     if is_scanned(params):
         params = unstack_layers(params, config.num_layers)
     return {path: np.asarray(value) for path, value in flatten(params).items()}
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir, vocab_path=None):
+    """Yield a temporary folder beside `out_dir`; on success move its files (and `vocab.txt`) into `out_dir`.
+
+    An export interrupted half-way leaves `out_dir` as it was: no partial checkpoint under the final name.
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+    try:
+        yield staging
+        if vocab_path is not None:
+            shutil.copyfile(vocab_path, os.path.join(staging, "vocab.txt"))
+        os.makedirs(out_dir, exist_ok=True)
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
