@@ -25,6 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.total_steps = 1000
     c.seed = 0
     c.num_labels = 2
+    c.pooling = "cls"                        # classification head input: cls | pooler | mean
     c.text_key = "text"
     c.pair_key = ""
     c.label_key = "label"

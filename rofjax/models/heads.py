@@ -1,7 +1,7 @@
 """Task models: an `Encoder` (params under "encoder") plus a head, bert4keras style.
 
 * `MaskedLM`: the encoder's own MLM head (v1: transform + norm + tied + bias; v2/GAU-α: tied, bias-free).
-* `SequenceClassifier`: [CLS] vector (or the BERT pooler) → Dense(num_labels). CLUE recipes feed pairs with all
+* `SequenceClassifier`: [CLS] vector (or the BERT pooler, or the mean over real tokens) → Dense(num_labels). CLUE recipes feed pairs with all
   segment ids 0, as the authors did.
 * `TokenClassifier`: Dense(num_labels) on every token.
 * `SpanClassifier`: GlobalPointer or Efficient GlobalPointer logits `[batch, heads, n, n]`.
@@ -45,16 +45,20 @@ class MaskedLM(nn.Module):
 class SequenceClassifier(nn.Module):
     config: ModelConfig
     num_labels: int
-    pooling: Literal["cls", "pooler"] = "cls"
+    pooling: Literal["cls", "pooler", "mean"] = "cls"
     dropout_rate: float = 0.0
 
     @nn.compact
     def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
-        if self.pooling not in ("cls", "pooler"):
-            raise ValueError(f"SequenceClassifier pooling={self.pooling!r}; expected 'cls' or 'pooler'.")
+        if self.pooling not in ("cls", "pooler", "mean"):
+            raise ValueError(f"SequenceClassifier pooling={self.pooling!r}; expected 'cls', 'pooler' or 'mean'.")
         encoder = Encoder(self.config, name="encoder")
         hidden = encoder(input_ids, segment_ids, deterministic=deterministic, **encoder_kwargs)
-        pooled = encoder.pool(hidden) if self.pooling == "pooler" else hidden[:, 0]
+        if self.pooling == "mean":
+            valid = (jnp.asarray(input_ids) != self.config.pad_token_id)[..., None].astype(hidden.dtype)
+            pooled = jnp.sum(hidden * valid, axis=1) / jnp.maximum(jnp.sum(valid, axis=1), 1)
+        else:
+            pooled = encoder.pool(hidden) if self.pooling == "pooler" else hidden[:, 0]
         pooled = Dropout(self.dropout_rate)(pooled, deterministic=deterministic)
         return _head_dense(self.config, self.num_labels, "classifier")(pooled).astype(jnp.float32)
 

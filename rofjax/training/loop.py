@@ -64,7 +64,8 @@ def build_task(config):
     if config.task == "classification":
         return ClassificationTask(model_config, tokenizer, num_labels=config.num_labels, max_length=config.max_length,
                                   text_key=config.text_key, pair_key=config.pair_key or None,
-                                  label_key=config.label_key, alpha_ramp_steps=config.alpha_ramp_steps)
+                                  label_key=config.label_key, alpha_ramp_steps=config.alpha_ramp_steps,
+                                  pooling=config.pooling)
     if config.task == "mlm":
         return MaskedLMTask(model_config, tokenizer, max_length=config.max_length, mask_rate=config.mask_rate,
                             alpha_ramp_steps=config.alpha_ramp_steps)

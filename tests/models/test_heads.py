@@ -72,3 +72,15 @@ def test_multiple_choice_scores_each_choice_independently():
                                + np.asarray(params["scorer"]["bias"])[0], atol=1e-5)
     with pytest.raises(ValueError, match=r"\[batch, choices, length\]; got shape \(2, 6\)"):
         model.apply({"params": params}, IDS)
+
+
+def test_mean_pooling_averages_real_tokens_only():
+    model = SequenceClassifier(CONFIG, num_labels=2, pooling="mean")
+    params = nn.unbox(model.init(jax.random.key(0), IDS))["params"]
+    hidden = _encoder_hidden(params)
+    valid = (IDS != 0)[..., None]
+    pooled = (hidden * valid).sum(1) / valid.sum(1)
+    expected = pooled @ np.asarray(params["classifier"]["kernel"]) + np.asarray(params["classifier"]["bias"])
+    np.testing.assert_allclose(np.asarray(model.apply({"params": params}, IDS)), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="pooling='max'"):
+        SequenceClassifier(CONFIG, num_labels=2, pooling="max").init(jax.random.key(0), IDS)

@@ -28,9 +28,10 @@ class ClassificationTask:
     label_key: str = "label"
     pair_segment_ids: bool = False
     alpha_ramp_steps: int = 0
+    pooling: str = "cls"
 
     def __post_init__(self):
-        self.model = SequenceClassifier(self.model_config, num_labels=self.num_labels)
+        self.model = SequenceClassifier(self.model_config, num_labels=self.num_labels, pooling=self.pooling)
 
     # Host side ------------------------------------------------------------------------------------------------
     def encode(self, record: dict) -> dict:
