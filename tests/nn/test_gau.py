@@ -159,9 +159,26 @@ def test_gau_output_is_much_smaller_than_input_at_init(rng):
 
 def test_gau_rejects_bad_arguments():
     x = jnp.zeros((2, 5, 8))
-    with pytest.raises(ValueError, match=r"\[2, 5\].*\(2, 4\)"):
+    with pytest.raises(ValueError, match=r"batch=2, length=5; got \(2, 4\)"):
         GatedAttentionUnit(units=8, key_size=4).init(jax.random.key(0), x, jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=r"must be \[batch, length\] with batch=2"):
+        GatedAttentionUnit(units=8, key_size=4, chunk_size=2).init(jax.random.key(0), x,
+                                                                   jnp.ones((2, 1, 5, 5), bool))
     with pytest.raises(ValueError, match="normalization='relu'"):
         GatedAttentionUnit(units=8, key_size=4, normalization="relu").init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="head_dim=5"):
         GatedAttentionUnit(units=8, key_size=5).init(jax.random.key(0), x)
+
+
+def test_full_mask_keeps_packed_documents_apart(rng):
+    """A [batch, 1, n, n] mask of two packed documents gives each the output it has alone."""
+    module = GatedAttentionUnit(units=8, key_size=8, normalization="softmax_plus")
+    x = rng.normal(size=(1, 7, 8)).astype(np.float32)
+    params = module.init(jax.random.key(0), x)
+    doc = np.array([1, 1, 1, 2, 2, 2, 2])
+    pair = (doc[:, None] == doc[None, :])[None, None]
+    positions = np.array([[0, 1, 2, 0, 1, 2, 3]])
+    packed = np.asarray(module.apply(params, x, pair, positions=positions))
+    first = np.asarray(module.apply(params, x[:, :3]))
+    second = np.asarray(module.apply(params, x[:, 3:]))
+    np.testing.assert_allclose(packed, np.concatenate([first, second], axis=1), atol=1e-5)
