@@ -8,8 +8,11 @@ compilation step, and prints tokens/s, examples/s and, where the device's peak F
 measured in the same run, which shows what the dropout masks cost on this device.
 """
 
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # configs/ imports configs.base
 
 import jax
 import numpy as np
@@ -71,7 +74,7 @@ def main(argv):
     device = jax.devices()[0]
     print(f"{config.model_preset} batch {config.batch_size}×{config.max_length} on {jax.device_count()}× "
           f"{device.device_kind} ({device.platform})")
-    print(f"step {seconds * 1e3:.1f} ms, {tokens:.0f} tokens/s, {config.batch_size / seconds:.1f} examples/s, "
+    print(f"step {seconds * 1e3:.1f} ms, {tokens:.0f} tokens/s (padding included), {config.batch_size / seconds:.1f} examples/s, "
           f"MFU {'n/a (unknown peak FLOP/s)' if mfu is None else f'{mfu:.1%}'}")
     print(f"ratio vs the same step without dropout: {base_seconds / seconds:.2f}x")
     sys.stdout.flush()
