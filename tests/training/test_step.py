@@ -73,3 +73,19 @@ def test_loss_falls_and_nonfinite_updates_can_be_skipped():
     assert not bool(metrics["finite"])
     for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(state.params)), jax.tree_util.tree_leaves(before)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_compute_keeps_float32_master_weights_and_ema_follows():
+    config = get_preset("roformer_v2_tiny", vocab_size=5130, dtype="bfloat16")
+    task = _task(config)
+    tx = build_optimizer(OPTIM, total_steps=10)
+    trainer = Trainer(task, tx, create_mesh(1, 1, 1, devices=jax.devices()[:1]), ema_decay=0.9)
+    state = trainer.init_state(seed=0, batch_size=8)
+    before = jax.device_get(state.params)
+    state, metrics = trainer.train_step(state, _batch(task))
+    assert np.isfinite(float(metrics["loss"]))
+    params, ema = jax.device_get(state.params), jax.device_get(state.ema_params)
+    for p, e, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ema),
+                       jax.tree_util.tree_leaves(before)):
+        assert p.dtype == np.float32
+        np.testing.assert_allclose(e, 0.9 * b + 0.1 * p, rtol=1e-6, atol=1e-7)
