@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from rofjax.data.ie_formats import (
+    DataFormatError,
+    duee_labels,
+    generate_duee,
+    read_duee,
+    read_duee_schema,
+    read_duie,
+    read_duie_schema,
+    write_generated_duee,
+    write_generated_duie,
+)
+
+
+def test_generated_duee_reads_back_with_shared_triggers_arguments_and_nesting(tmp_path):
+    folder = write_generated_duee(tmp_path, train=200, dev=20, seed=3)
+    schema = read_duee_schema(tmp_path / "duee_event_schema.json")
+    assert len(duee_labels(schema)) == sum(len(r) + 1 for r in schema.values())
+    records = list(read_duee(tmp_path / "duee_train.json", schema))
+    assert len(records) == 200 and folder == str(tmp_path)
+    shared_trigger = shared_argument = nested = multi_type = False
+    for record in records:
+        events = record["events"]
+        triggers = [next(a for a in e if a[1] == "触发词") for e in events]
+        shared_trigger |= len(triggers) != len(set(triggers))
+        args = [a for e in events for a in e if a[1] != "触发词"]
+        shared_argument |= len(args) != len(set(args))
+        spans = [(a[3], a[3] + len(a[2])) for a in args]
+        nested |= any(s1 < s2 and e2 < e1 or s1 == s2 and e2 < e1 for s1, e1 in spans for s2, e2 in spans)
+        multi_type |= len({e[0][0] for e in events}) > 1
+    assert shared_trigger and shared_argument and nested and multi_type
+    assert generate_duee(5, seed=1) == generate_duee(5, seed=1) != generate_duee(5, seed=2)
+
+
+def _line(tmp_path, record):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"text": "雀巢裁员4000人。", "id": "0", "event_list": []}, ensure_ascii=False) + "\n"
+                    + json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("event,message", [
+    ({"event_type": "组织关系-裁员", "trigger": "裁员", "trigger_start_index": 40, "arguments": []},
+     "offset 40 of 组织关系-裁员/触发词 '裁员' is outside the text"),
+    ({"event_type": "组织关系-裁员", "trigger": "裁员", "trigger_start_index": 2,
+      "arguments": [{"role": "裁员方", "argument": "雀巢", "argument_start_index": 1}]},
+     "'雀巢' is not at offset 1"),
+    ({"event_type": "组织关系-罢工", "trigger": "裁员", "trigger_start_index": 2, "arguments": []},
+     "event type '组织关系-罢工' is not in the schema"),
+    ({"event_type": "组织关系-裁员", "trigger": "裁员", "trigger_start_index": 2,
+      "arguments": [{"role": "罢工人数", "argument": "4000人", "argument_start_index": 4}]},
+     "role '罢工人数' is not a role"),
+])
+def test_malformed_duee_lines_name_file_and_line(tmp_path, event, message):
+    schema = {"组织关系-裁员": ["时间", "裁员方", "裁员人数"]}
+    path = _line(tmp_path, {"text": "雀巢裁员4000人。", "id": "1", "event_list": [event]})
+    with pytest.raises(DataFormatError, match=f"bad.json:2: .*{message}"):
+        list(read_duee(path, schema))
+
+
+def test_duie_generator_and_reader(tmp_path):
+    write_generated_duie(tmp_path, train=50, dev=5, seed=0)
+    predicates = read_duie_schema(tmp_path / "duie_schema.json")
+    records = list(read_duie(tmp_path / "duie_train.json", predicates))
+    assert len(records) == 50 and all(r["triples"] for r in records)
+    bad = tmp_path / "bad_duie.json"
+    bad.write_text(json.dumps({"text": "李明是华为的创始人", "spo_list": [
+        {"subject": "腾讯", "predicate": "创始人", "object": "李明"}]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="bad_duie.json:1: subject '腾讯' does not occur"):
+        list(read_duie(bad, predicates))
