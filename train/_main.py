@@ -21,7 +21,8 @@ def main(expected_task: str):
         from rofjax.training.loop import NonFiniteLossError, run
 
         config = FLAGS.config
-        if config.task != expected_task:
+        expected = (expected_task,) if isinstance(expected_task, str) else tuple(expected_task)
+        if config.task not in expected:
             raise app.UsageError(f"{FLAGS['config'].value!r} is a {config.task!r} config; use "
                                  f"train.{'pretrain' if config.task == 'mlm' else 'finetune'}.")
         try:

@@ -121,3 +121,36 @@ class MultipleChoice(nn.Module):
         pooled = Dropout(self.dropout_rate)(hidden[:, 0], deterministic=deterministic)
         scores = _head_dense(self.config, 1, "scorer")(pooled)
         return scores.reshape(batch, choices).astype(jnp.float32)
+
+
+class GPLinker(nn.Module):
+    """GPLinker heads over one encoder (kexue.fm 8888, 8926), all Efficient GlobalPointers.
+
+    * events: `spans` = argument classes (RoPE, i ≤ j) and one head–head and one tail–tail link pointer (no RoPE,
+      upper triangle: links are undirected);
+    * relations: `spans` = 2 (subject, object) and `links` = #predicates head and tail pointers (no RoPE, no
+      triangle mask: a subject may come after its object).
+
+    Returns `(span_logits [b, spans, n, n], head_logits [b, links, n, n], tail_logits [b, links, n, n])`.
+    """
+
+    config: ModelConfig
+    spans: int
+    links: int = 1
+    head_size: int = 64
+    link_tril_mask: bool = True
+
+    @nn.compact
+    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+        hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
+                                                      **encoder_kwargs)
+        mask = jnp.asarray(input_ids) != self.config.pad_token_id
+        common = dict(head_size=self.head_size, kernel_init=nn.initializers.lecun_normal(),
+                      dtype=compute_dtype(self.config), param_dtype=jnp.dtype(self.config.param_dtype))
+        spans = EfficientGlobalPointer(heads=self.spans, use_rope=True, tril_mask=True, name="spans",
+                                       **common)(hidden, mask)
+        heads = EfficientGlobalPointer(heads=self.links, use_rope=False, tril_mask=self.link_tril_mask,
+                                       name="head_links", **common)(hidden, mask)
+        tails = EfficientGlobalPointer(heads=self.links, use_rope=False, tril_mask=self.link_tril_mask,
+                                       name="tail_links", **common)(hidden, mask)
+        return spans, heads, tails

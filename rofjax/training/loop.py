@@ -69,12 +69,39 @@ def build_task(config):
     if config.task == "mlm":
         return MaskedLMTask(model_config, tokenizer, max_length=config.max_length, mask_rate=config.mask_rate,
                             alpha_ramp_steps=config.alpha_ramp_steps)
-    raise ValueError(f"config.task={config.task!r}; expected 'classification' or 'mlm'.")
+    if config.task == "events":
+        from rofjax.data.ie_formats import duee_labels, read_duee_schema
+        from rofjax.training.tasks import EventTask
+
+        schema = read_duee_schema(os.path.join(_ie_folder(config), "duee_event_schema.json"))
+        return EventTask(model_config, tokenizer, duee_labels(schema), max_length=config.max_length,
+                         head_size=config.head_size)
+    raise ValueError(f"config.task={config.task!r}; expected 'classification', 'mlm' or 'events'.")
+
+
+def _ie_folder(config) -> str:
+    """The DuEE/DuIE folder: `config.data_dir`, or generated data with known answers when it is empty."""
+    if config.data_dir:
+        return config.data_dir
+    from rofjax.data.ie_formats import write_generated_duee
+
+    folder = os.path.join(os.path.expanduser("~"), ".cache", "rofjax", f"generated_{config.dataset}_v1")
+    if not os.path.exists(os.path.join(folder, "duee_dev.json")):
+        write_generated_duee(folder, seed=config.seed)
+    return folder
 
 
 def _sources(config, workdir):
     from rofjax.data.builders import BUILDERS
     from rofjax.data.pipeline import prepare
+
+    if config.dataset == "duee":
+        from rofjax.data.ie_formats import read_duee, read_duee_schema
+
+        folder = _ie_folder(config)
+        schema = read_duee_schema(os.path.join(folder, "duee_event_schema.json"))
+        return tuple(list(read_duee(os.path.join(folder, f"duee_{split}.json"), schema))
+                     for split in ("train", "dev"))
 
     if config.dataset not in BUILDERS:
         raise ValueError(f"config.dataset={config.dataset!r}; known datasets: {sorted(BUILDERS)}.")
@@ -129,6 +156,9 @@ def _eval_batches(task, source, config):
 
 
 def evaluate(trainer, task, params, source, config, mesh) -> dict:
+    if hasattr(task, "evaluate"):                       # decoding tasks score on the host
+        limit = min(len(source), config.eval_examples or len(source))
+        return task.evaluate(trainer, params, source[:limit], config.batch_size)
     sums = None
     for local in _eval_batches(task, source, config):
         out = jax.device_get(trainer.eval_step(params, global_batch(local, mesh)))

@@ -5,8 +5,9 @@ A task provides `model`, `encode(record) -> example` (host side, numpy), `init_b
 """
 
 from rofjax.training.tasks.classification import ClassificationTask
+from rofjax.training.tasks.events import EventTask
 from rofjax.training.tasks.mlm import MaskedLMTask
 
-TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask}
+TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask, "events": EventTask}
 
-__all__ = ["TASKS", "ClassificationTask", "MaskedLMTask"]
+__all__ = ["TASKS", "ClassificationTask", "EventTask", "MaskedLMTask"]
