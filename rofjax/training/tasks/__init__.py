@@ -7,7 +7,8 @@ A task provides `model`, `encode(record) -> example` (host side, numpy), `init_b
 from rofjax.training.tasks.classification import ClassificationTask
 from rofjax.training.tasks.events import EventTask
 from rofjax.training.tasks.mlm import MaskedLMTask
+from rofjax.training.tasks.ner import NERTask
 
-TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask, "events": EventTask}
+TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask, "events": EventTask, "ner": NERTask}
 
-__all__ = ["TASKS", "ClassificationTask", "EventTask", "MaskedLMTask"]
+__all__ = ["TASKS", "ClassificationTask", "EventTask", "MaskedLMTask", "NERTask"]

