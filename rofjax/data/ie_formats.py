@@ -283,3 +283,53 @@ def write_generated_duie(folder, *, train: int = 2000, dev: int = 300, seed: int
     _write_lines(os.path.join(folder, "duie_train.json"), generate_duie(train, seed))
     _write_lines(os.path.join(folder, "duie_dev.json"), generate_duie(dev, seed + 1_000_003))
     return os.fspath(folder)
+
+
+CLUENER_TYPES = ["address", "book", "company", "game", "government", "movie", "name", "organization", "position",
+                 "scene"]
+
+
+def read_cluener(path, types: list[str] | None = None) -> Iterator[dict]:
+    """CLUENER2020 lines → `{id, text, entities: [(type, start, end_exclusive)]}` (`entities=None` on test lines).
+
+    Spans are stored `[start, end]` with an inclusive end; each must lie in the text and spell its entity string.
+    """
+    types = types or CLUENER_TYPES
+    for number, record in _json_lines(path):
+        where = f"{path}:{number}"
+        text = record.get("text")
+        if not isinstance(text, str):
+            raise DataFormatError(f"{where}: missing text.")
+        if "label" not in record:
+            yield {"id": record.get("id", number - 1), "text": text, "entities": None, "line": number}
+            continue
+        entities = []
+        for kind, mentions in record["label"].items():
+            if kind not in types:
+                raise DataFormatError(f"{where}: entity type {kind!r} is not one of {types}.")
+            for mention, spans in mentions.items():
+                for span in spans:
+                    if not (isinstance(span, list) and len(span) == 2 and 0 <= span[0] <= span[1] < len(text)):
+                        raise DataFormatError(f"{where}: span {span} of {kind} {mention!r} is outside the text "
+                                              f"(length {len(text)}).")
+                    if text[span[0]:span[1] + 1] != mention:
+                        raise DataFormatError(f"{where}: {kind} {mention!r} is not at {span} (the text there is "
+                                              f"{text[span[0]:span[1] + 1]!r}).")
+                    entities.append((kind, span[0], span[1] + 1))
+        yield {"id": record.get("id", number - 1), "text": text, "entities": sorted(set(entities)), "line": number}
+
+
+def cluener_official_f1(predicted: list[dict[str, set[str]]], gold: list[dict[str, set[str]]],
+                        types: list[str] | None = None) -> dict[str, float]:
+    """CLUENER's `score.py`: per type, TP/FP/FN over the sets of entity strings of each sentence; macro F1."""
+    types = types or CLUENER_TYPES
+    per_type = {}
+    for kind in types:
+        tp = fp = fn = 0
+        for p, g in zip(predicted, gold, strict=True):
+            ps, gs = set(p.get(kind, ())), set(g.get(kind, ()))
+            tp += len(ps & gs)
+            fp += len(ps - gs)
+            fn += len(gs - ps)
+        per_type[kind] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return {"macro_f1": sum(per_type.values()) / len(types), **{f"f1/{k}": v for k, v in per_type.items()}}

@@ -87,6 +87,10 @@ def build_task(config):
 def _ner_types(config) -> list[str]:
     if config.dataset == "peoples_daily_ner":
         return ["PER", "LOC", "ORG"]
+    if config.dataset == "cluener":
+        from rofjax.data.ie_formats import CLUENER_TYPES
+
+        return list(CLUENER_TYPES)
     raise ValueError(f"config.entity_types must list the entity types of dataset {config.dataset!r}.")
 
 
@@ -115,6 +119,13 @@ def _sources(config, workdir):
             if split in splits:
                 splits[split].append({"text": text, "entities": entities, "source": source})
         return splits["train"], splits["dev"]
+    if config.dataset == "cluener":
+        from rofjax.data.ie_formats import read_cluener
+
+        if not config.data_dir:
+            raise ValueError("config.data_dir must be the CLUENER2020 folder (train.json, dev.json).")
+        return tuple(list(read_cluener(os.path.join(config.data_dir, f"{split}.json"), _ner_types(config)))
+                     for split in ("train", "dev"))
     if config.dataset == "duee":
         from rofjax.data.ie_formats import read_duee, read_duee_schema
 
@@ -237,6 +248,10 @@ def run(config, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     mesh = mesh_from_config(config)
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if config.batch_size % shards:
+        raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of data × fsdp = {shards} (mesh "
+                         f"{dict(mesh.shape)}); change batch_size or config.mesh.")
     task = build_task(config)
     train_source, eval_source = _sources(config, workdir)
     iterator = _train_iterator(task, train_source, config)

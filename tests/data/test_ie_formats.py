@@ -71,3 +71,26 @@ def test_duie_generator_and_reader(tmp_path):
         {"subject": "腾讯", "predicate": "创始人", "object": "李明"}]}, ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match="bad_duie.json:1: subject '腾讯' does not occur"):
         list(read_duie(bad, predicates))
+
+
+def test_cluener_reader_and_official_metric(tmp_path):
+    from rofjax.data.ie_formats import cluener_official_f1, read_cluener
+
+    path = tmp_path / "dev.json"
+    lines = [{"text": "北京勘察设计协会副会长兼秘书长周荫如", "label": {
+        "organization": {"北京勘察设计协会": [[0, 7]]}, "name": {"周荫如": [[15, 17]]},
+        "position": {"副会长": [[8, 10]], "秘书长": [[12, 14]]}}}, {"text": "无标签的测试行", "id": 7}]
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    first, second = list(read_cluener(path))
+    assert ("name", 15, 18) in first["entities"] and len(first["entities"]) == 4
+    assert second["entities"] is None and second["id"] == 7
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"text": "周荫如", "label": {"name": {"周荫如": [[0, 3]]}}}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"bad.json:1: span \[0, 3\] of name '周荫如' is outside"):
+        list(read_cluener(bad))
+    gold = [{"name": {"周荫如"}, "position": {"副会长", "秘书长"}}]
+    predicted = [{"name": {"周荫如"}, "position": {"副会长"}, "company": {"北京"}}]
+    scores = cluener_official_f1(predicted, gold)
+    assert scores["f1/name"] == 1.0 and scores["f1/position"] == pytest.approx(2 / 3)
+    assert scores["f1/company"] == 0.0 and scores["macro_f1"] == pytest.approx((1 + 2 / 3) / 10)

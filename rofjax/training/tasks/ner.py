@@ -2,7 +2,8 @@
 
 Records are `{text, entities: [(type, start, end)]}` (character offsets, end exclusive). Labels are sparse
 `[types, P, 2]` token pairs padded with (0, 0), trained with the sparse ZLPR loss; evaluation decodes spans on the
-host and reports entity-level micro P/R/F1 on character spans.
+host and reports entity-level micro P/R/F1 on character spans (what the GlobalPointer posts report) and the
+CLUENER leaderboard's macro F1 over entity-string sets per type.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from rofjax.data.ie_formats import cluener_official_f1
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.spans import extract_spans_batch, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
@@ -93,8 +95,18 @@ class NERTask:
                 predicted.append(spans_to_chars(spans, offsets))
                 gold.append(set(map(tuple, record["entities"])))
         scores = span_prf(predicted, gold)
+
+        def strings(spans, text):
+            out: dict[str, set[str]] = {}
+            for kind, start, end in spans:
+                out.setdefault(kind, set()).add(text[start:end])
+            return out
+
+        texts = [r["text"] for r in records]
+        official = cluener_official_f1([strings(p, t) for p, t in zip(predicted, texts)],
+                                       [strings(g, t) for g, t in zip(gold, texts)], self.types)
         return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
-                "examples": len(records)}
+                "macro_f1": official["macro_f1"], "examples": len(records)}
 
     def flops_per_example(self) -> float:
         from rofjax.training.tasks.classification import encoder_forward_flops
