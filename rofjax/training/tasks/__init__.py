@@ -8,7 +8,8 @@ from rofjax.training.tasks.classification import ClassificationTask
 from rofjax.training.tasks.events import EventTask
 from rofjax.training.tasks.mlm import MaskedLMTask
 from rofjax.training.tasks.ner import NERTask
+from rofjax.training.tasks.relations import RelationTask
 
-TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask, "events": EventTask, "ner": NERTask}
+TASKS = {"classification": ClassificationTask, "mlm": MaskedLMTask, "events": EventTask, "ner": NERTask, "relations": RelationTask}
 
-__all__ = ["TASKS", "ClassificationTask", "EventTask", "MaskedLMTask", "NERTask"]
+__all__ = ["TASKS", "ClassificationTask", "EventTask", "MaskedLMTask", "NERTask", "RelationTask"]

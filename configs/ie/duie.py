@@ -1,0 +1,31 @@
+"""GPLinker relation extraction in the DuIE format (files duie_train.json, duie_dev.json, duie_schema.json).
+
+    python -m train.finetune --config configs/ie/duie.py --workdir DIR [--config.data_dir=DUIE_FOLDER]
+
+Without `data_dir`, a seeded generator writes DuIE-format data with known answers.
+"""
+
+from configs.base import base_config
+
+
+def get_config():
+    c = base_config()
+    c.task = "relations"
+    c.dataset = "duie"
+    c.model_preset = "roformer_v2_tiny"
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    c.head_size = 32
+    c.max_length = 64
+    c.batch_size = 16
+    c.total_steps = 1000
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 100
+    c.eval_every = 500
+    c.eval_examples = 300
+    c.save_every = 500
+    c.best_metric = "f1"
+    c.lock()
+    return c

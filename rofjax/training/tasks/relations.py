@@ -1,0 +1,129 @@
+"""GPLinker relation extraction (kexue.fm 8888): subject/object pointer, per-predicate head and tail pointers.
+
+DuIE lines carry no offsets: a subject or object is located at its first occurrence in the text, as the authors'
+`duie_v1.py` does, and dropped when its boundaries are not token boundaries. Evaluation is exact
+(subject, predicate, object) triple F1 on text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from rofjax.data.tokenizer import Tokenizer
+from rofjax.decode.relations import extract_triples_batch
+from rofjax.decode.spans import span_prf
+from rofjax.losses import sparse_global_pointer_crossentropy
+from rofjax.models import GPLinker, ModelConfig
+
+
+@dataclasses.dataclass
+class RelationTask:
+    model_config: ModelConfig
+    tokenizer: Tokenizer
+    predicates: list[str]
+    max_length: int = 128
+    head_size: int = 64
+    max_pairs: int = 16
+    threshold: float = 0.0
+
+    def __post_init__(self):
+        self.model = GPLinker(self.model_config, spans=2, links=len(self.predicates), head_size=self.head_size,
+                              link_tril_mask=False)
+        self.predicate_index = {p: i for i, p in enumerate(self.predicates)}
+
+    def _tokenize(self, text: str):
+        ids, _, offsets = self.tokenizer.encode(text, maxlen=self.max_length)
+        starts, ends = {}, {}
+        for index, (start, end) in enumerate(offsets):
+            if end > start:
+                starts.setdefault(start, index)
+                ends[end] = index
+        return ids, offsets, starts, ends
+
+    def _locate(self, text, value, starts, ends):
+        position = text.find(value)
+        if position < 0:
+            return None
+        h, t = starts.get(position), ends.get(position + len(value))
+        return (h, t) if h is not None and t is not None and h <= t else None
+
+    def encode(self, record: dict) -> dict:
+        text = record["text"]
+        ids, _, starts, ends = self._tokenize(text)
+        entities = [set(), set()]
+        heads = [set() for _ in self.predicates]
+        tails = [set() for _ in self.predicates]
+        for subject, predicate, obj in record["triples"]:
+            s, o = self._locate(text, subject, starts, ends), self._locate(text, obj, starts, ends)
+            if s is None or o is None:
+                continue
+            p = self.predicate_index[predicate]
+            entities[0].add(s)
+            entities[1].add(o)
+            heads[p].add((s[0], o[0]))
+            tails[p].add((s[1], o[1]))
+
+        def pack(groups):
+            out = np.zeros((len(groups), self.max_pairs, 2), np.int32)
+            for k, pairs in enumerate(groups):
+                for i, pair in enumerate(sorted(pairs)[: self.max_pairs]):
+                    out[k, i] = pair
+            return out
+
+        input_ids = np.zeros(self.max_length, np.int32)
+        input_ids[: len(ids)] = ids
+        return {"input_ids": input_ids, "entity_labels": pack(entities), "head_labels": pack(heads),
+                "tail_labels": pack(tails)}
+
+    def init_batch(self, batch_size: int) -> dict:
+        P = len(self.predicates)
+        return {"input_ids": np.ones((batch_size, self.max_length), np.int32),
+                "entity_labels": np.zeros((batch_size, 2, self.max_pairs, 2), np.int32),
+                "head_labels": np.zeros((batch_size, P, self.max_pairs, 2), np.int32),
+                "tail_labels": np.zeros((batch_size, P, self.max_pairs, 2), np.int32)}
+
+    def tokens(self, batch) -> int:
+        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
+
+    def init_params(self, rng, batch):
+        return self.model.init(rng, batch["input_ids"])["params"]
+
+    def loss(self, params, batch, rng, step):
+        entities, heads, tails = self.model.apply({"params": params}, batch["input_ids"], deterministic=False,
+                                                  rngs={"dropout": rng})
+        parts = {"entity_loss": sparse_global_pointer_crossentropy(batch["entity_labels"], entities),
+                 "head_loss": sparse_global_pointer_crossentropy(batch["head_labels"], heads),
+                 "tail_loss": sparse_global_pointer_crossentropy(batch["tail_labels"], tails)}
+        return sum(parts.values()), parts
+
+    def predict(self, params, input_ids):
+        return self.model.apply({"params": params}, input_ids)
+
+    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+        if getattr(self, "_predict", None) is None:
+            self._predict = jax.jit(self.predict)
+        predicted, gold = [], []
+        for start in range(0, len(records), batch_size):
+            chunk = records[start:start + batch_size]
+            encoded = [self._tokenize(r["text"]) for r in chunk]
+            ids = np.zeros((batch_size, self.max_length), np.int32)
+            for row, (token_ids, _, _, _) in enumerate(encoded):
+                ids[row, : len(token_ids)] = token_ids
+            entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(self._predict(params, ids)))
+            decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(e[0]) for e in encoded],
+                                            threshold=self.threshold)
+            for record, (_, offsets, _, _), triples in zip(chunk, encoded, decoded):
+                text = record["text"]
+                span = lambda ht, offsets=offsets, text=text: text[offsets[ht[0]][0]:offsets[ht[1]][1]]
+                predicted.append({(span(s), p, span(o)) for s, p, o in triples})
+                gold.append(set(map(tuple, record["triples"])))
+        scores = span_prf(predicted, gold)
+        return {**scores, "examples": len(records)}
+
+    def flops_per_example(self) -> float:
+        from rofjax.training.tasks.classification import encoder_forward_flops
+
+        return 3 * encoder_forward_flops(self.model_config, self.max_length)
