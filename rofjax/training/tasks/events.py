@@ -103,11 +103,11 @@ class EventTask:
     def predict(self, params, input_ids):
         return self._logits(params, input_ids)
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
-        """Decode every record on the host and score events and arguments (the GPLinker dev metrics)."""
+    def decode(self, params, records, batch_size: int) -> list[list[list[tuple]]]:
+        """Per record, its events as sorted `(event_type, role, text, start)` lists (decoded on the host)."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        predicted, gold = [], []
+        out = []
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             encoded = [self._tokenize(r["text"]) for r in chunk]
@@ -119,12 +119,31 @@ class EventTask:
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],
                                            self.labels, lengths, threshold=self.threshold)
             for record, (_, offsets, _, _), events in zip(chunk, encoded, decoded):
-                predicted.append(events_to_text(events, offsets, record["text"]))
-                gold.append([tuple(e) for e in record["events"] or []])
+                out.append(events_to_text(events, offsets, record["text"]))
+        return out
+
+    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+        """Decode every record and score events and arguments (the GPLinker dev metrics)."""
+        predicted = self.decode(params, records, batch_size)
+        gold = [[tuple(e) for e in r["events"] or []] for r in records]
         scores = gplinker_event_scores(predicted, gold, trigger_role=TRIGGER_ROLE)
         return {"event_f1": scores["event"]["f1"], "event_precision": scores["event"]["precision"],
                 "event_recall": scores["event"]["recall"], "argument_f1": scores["argument"]["f1"],
                 "examples": len(records)}
+
+    def submission(self, record: dict, events) -> dict:
+        """A DuEE submission line: events with a trigger, triggers removed, no event contained in another."""
+        kept = []
+        for event in sorted(events, key=len, reverse=True):
+            if not any(a[1] == TRIGGER_ROLE for a in event):
+                continue
+            arguments = {(a[1], a[2]) for a in event if a[1] != TRIGGER_ROLE}
+            if any(event[0][0] == t and arguments <= other for t, other in kept):
+                continue
+            kept.append((event[0][0], arguments))
+        return {"id": record["id"], "text": record["text"],
+                "event_list": [{"event_type": t, "arguments": [{"role": r, "argument": a} for r, a in sorted(args)]}
+                               for t, args in kept]}
 
     def flops_per_example(self) -> float:
         from rofjax.training.tasks.classification import encoder_forward_flops

@@ -78,10 +78,11 @@ class NERTask:
     def predict(self, params, input_ids):
         return self.model.apply({"params": params}, input_ids)
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def decode(self, params, records, batch_size: int) -> list[list[tuple]]:
+        """Per record, its entities as sorted `(type, start, end_exclusive)` character spans."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        predicted, gold = [], []
+        out = []
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             encoded = [self._tokenize(r["text"]) for r in chunk]
@@ -91,9 +92,19 @@ class NERTask:
             logits = jax.device_get(self._predict(params, ids))[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(e[0]) for e in encoded], threshold=self.threshold,
                                           labels=self.types)
-            for record, (_, offsets, _, _), spans in zip(chunk, encoded, decoded):
-                predicted.append(spans_to_chars(spans, offsets))
-                gold.append(set(map(tuple, record["entities"])))
+            out.extend(spans_to_chars(spans, offsets) for (_, offsets, _, _), spans in zip(encoded, decoded))
+        return out
+
+    def submission(self, record: dict, entities) -> dict:
+        """A CLUENER submission line: `{id, label: {type: {entity: [[start, end_inclusive]]}}}`."""
+        label: dict[str, dict[str, list[list[int]]]] = {}
+        for kind, start, end in entities:
+            label.setdefault(kind, {}).setdefault(record["text"][start:end], []).append([start, end - 1])
+        return {"id": record.get("id", record.get("source")), "label": label}
+
+    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+        predicted = self.decode(params, records, batch_size)
+        gold = [set(map(tuple, r["entities"])) for r in records]
         scores = span_prf(predicted, gold)
 
         def strings(spans, text):

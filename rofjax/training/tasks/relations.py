@@ -102,10 +102,11 @@ class RelationTask:
     def predict(self, params, input_ids):
         return self.model.apply({"params": params}, input_ids)
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def decode(self, params, records, batch_size: int) -> list[set[tuple[str, str, str]]]:
+        """Per record, its `(subject, predicate, object)` triples as text."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        predicted, gold = [], []
+        out = []
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             encoded = [self._tokenize(r["text"]) for r in chunk]
@@ -118,10 +119,18 @@ class RelationTask:
             for record, (_, offsets, _, _), triples in zip(chunk, encoded, decoded):
                 text = record["text"]
                 span = lambda ht, offsets=offsets, text=text: text[offsets[ht[0]][0]:offsets[ht[1]][1]]
-                predicted.append({(span(s), p, span(o)) for s, p, o in triples})
-                gold.append(set(map(tuple, record["triples"])))
-        scores = span_prf(predicted, gold)
-        return {**scores, "examples": len(records)}
+                out.append({(span(s), p, span(o)) for s, p, o in triples})
+        return out
+
+    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+        predicted = self.decode(params, records, batch_size)
+        gold = [set(map(tuple, r["triples"])) for r in records]
+        return {**span_prf(predicted, gold), "examples": len(records)}
+
+    def submission(self, record: dict, triples) -> dict:
+        """A DuIE submission line: `{text, spo_list: [{subject, predicate, object}]}`."""
+        return {"text": record["text"], "spo_list": [{"subject": s, "predicate": p, "object": o}
+                                                      for s, p, o in sorted(triples)]}
 
     def flops_per_example(self) -> float:
         from rofjax.training.tasks.classification import encoder_forward_flops
