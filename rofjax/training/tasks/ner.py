@@ -15,7 +15,7 @@ import numpy as np
 
 from rofjax.data.ie_formats import cluener_official_f1
 from rofjax.data.tokenizer import Tokenizer
-from rofjax.decode.spans import extract_spans_batch, span_prf, spans_to_chars
+from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars, windows
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import ModelConfig, SpanClassifier
 
@@ -30,6 +30,7 @@ class NERTask:
     efficient: bool = True
     max_spans_per_type: int = 16
     threshold: float = 0.0
+    window_stride: int | None = None          # tokens between windows over long texts (None: half a window)
 
     def __post_init__(self):
         self.model = SpanClassifier(self.model_config, heads=len(self.types), head_size=self.head_size,
@@ -78,22 +79,36 @@ class NERTask:
     def predict(self, params, input_ids):
         return self.model.apply({"params": params}, input_ids)
 
+    def _windows(self, text: str):
+        """`(ids, offsets)` pieces covering the whole text: one if it fits, else overlapping windows of
+        `max_length − 2` tokens every `window_stride` tokens, each framed by [CLS] … [SEP]."""
+        ids, _, offsets = self.tokenizer.encode(text)
+        if len(ids) <= self.max_length:
+            return [(ids, offsets)]
+        inner_ids, inner_offsets = ids[1:-1], offsets[1:-1]
+        size = self.max_length - 2
+        stride = self.window_stride or size // 2
+        return [([self.tokenizer.cls_id] + inner_ids[a:b] + [self.tokenizer.sep_id],
+                 [(0, 0)] + inner_offsets[a:b] + [(0, 0)]) for a, b in windows(len(inner_ids), size, stride)]
+
     def decode(self, params, records, batch_size: int) -> list[list[tuple]]:
-        """Per record, its entities as sorted `(type, start, end_exclusive)` character spans."""
+        """Per record, its entities as sorted `(type, start, end_exclusive)` character spans; long texts are
+        decoded in overlapping windows whose spans are mapped back to the text and merged."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        out = []
-        for start in range(0, len(records), batch_size):
-            chunk = records[start:start + batch_size]
-            encoded = [self._tokenize(r["text"]) for r in chunk]
+        pieces = [(i, ids, offsets) for i, r in enumerate(records) for ids, offsets in self._windows(r["text"])]
+        found: list[list[list[tuple]]] = [[] for _ in records]
+        for start in range(0, len(pieces), batch_size):
+            chunk = pieces[start:start + batch_size]
             ids = np.zeros((batch_size, self.max_length), np.int32)
-            for row, (token_ids, _, _, _) in enumerate(encoded):
+            for row, (_, token_ids, _) in enumerate(chunk):
                 ids[row, : len(token_ids)] = token_ids
             logits = jax.device_get(self._predict(params, ids))[: len(chunk)]
-            decoded = extract_spans_batch(logits, [len(e[0]) for e in encoded], threshold=self.threshold,
+            decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.threshold,
                                           labels=self.types)
-            out.extend(spans_to_chars(spans, offsets) for (_, offsets, _, _), spans in zip(encoded, decoded))
-        return out
+            for (index, _, offsets), spans in zip(chunk, decoded):
+                found[index].append(spans_to_chars(spans, offsets))
+        return [merge_window_spans(parts) for parts in found]
 
     def submission(self, record: dict, entities) -> dict:
         """A CLUENER submission line: `{id, label: {type: {entity: [[start, end_inclusive]]}}}`."""
