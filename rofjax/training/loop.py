@@ -302,6 +302,9 @@ def run(config, workdir: str) -> dict:
         _truncate_jsonl(os.path.join(workdir, "eval_metrics.jsonl"), latest)
         print(f"resumed from {os.path.join(workdir, 'checkpoints', str(latest))}", flush=True)
     else:
+        # A run killed before its first checkpoint committed starts over: drop what it logged.
+        _truncate_jsonl(metrics_path, 0)
+        _truncate_jsonl(os.path.join(workdir, "eval_metrics.jsonl"), 0)
         state = trainer.init_state(config.seed, config.batch_size)
         if config.init_checkpoint:
             state = _load_init_params(config, state, task)
