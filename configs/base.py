@@ -54,3 +54,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.peak_flops = placeholder(float)        # per device, for MFU on devices rofjax does not know
     c.progress_bar = True
     return c
+
+
+def small_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The 2-layer, 128-wide RoFormerV2 the demo and IE configs train from scratch on a CPU."""
+    c.model_preset = "roformer_v2_tiny"
+    c.model.num_layers = 2
+    c.model.hidden_size = 128
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    return c

@@ -5,18 +5,14 @@
 Without `data_dir`, a seeded generator writes DuIE-format data with known answers.
 """
 
-from configs.base import base_config
+from configs.base import base_config, small_model
 
 
 def get_config():
     c = base_config()
     c.task = "relations"
     c.dataset = "duie"
-    c.model_preset = "roformer_v2_tiny"
-    c.model.num_layers = 2
-    c.model.hidden_size = 128
-    c.model.num_heads = 2
-    c.model.intermediate_size = 512
+    small_model(c)
     c.head_size = 32
     c.max_length = 64
     c.batch_size = 16

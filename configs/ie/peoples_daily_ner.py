@@ -3,18 +3,14 @@
     python -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir DIR
 """
 
-from configs.base import base_config
+from configs.base import base_config, small_model
 
 
 def get_config():
     c = base_config()
     c.task = "ner"
     c.dataset = "peoples_daily_ner"
-    c.model_preset = "roformer_v2_tiny"
-    c.model.num_layers = 2
-    c.model.hidden_size = 128
-    c.model.num_heads = 2
-    c.model.intermediate_size = 512
+    small_model(c)
     c.head_size = 32
     c.max_length = 128
     c.batch_size = 16

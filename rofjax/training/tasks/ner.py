@@ -18,6 +18,7 @@ from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars, windows
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import ModelConfig, SpanClassifier
+from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
 
 
 @dataclasses.dataclass
@@ -38,13 +39,7 @@ class NERTask:
         self.type_index = {t: i for i, t in enumerate(self.types)}
 
     def _tokenize(self, text: str):
-        ids, _, offsets = self.tokenizer.encode(text, maxlen=self.max_length)
-        starts, ends = {}, {}
-        for index, (start, end) in enumerate(offsets):
-            if end > start:
-                starts.setdefault(start, index)
-                ends[end] = index
-        return ids, offsets, starts, ends
+        return token_boundaries(self.tokenizer, text, self.max_length)
 
     def encode(self, record: dict) -> dict:
         ids, _, starts, ends = self._tokenize(record["text"])
@@ -100,9 +95,7 @@ class NERTask:
         found: list[list[list[tuple]]] = [[] for _ in records]
         for start in range(0, len(pieces), batch_size):
             chunk = pieces[start:start + batch_size]
-            ids = np.zeros((batch_size, self.max_length), np.int32)
-            for row, (_, token_ids, _) in enumerate(chunk):
-                ids[row, : len(token_ids)] = token_ids
+            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
             logits = jax.device_get(self._predict(params, ids))[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.threshold,
                                           labels=self.types)

@@ -17,6 +17,7 @@ from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
+from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
 
 
 @dataclasses.dataclass
@@ -35,13 +36,7 @@ class RelationTask:
         self.predicate_index = {p: i for i, p in enumerate(self.predicates)}
 
     def _tokenize(self, text: str):
-        ids, _, offsets = self.tokenizer.encode(text, maxlen=self.max_length)
-        starts, ends = {}, {}
-        for index, (start, end) in enumerate(offsets):
-            if end > start:
-                starts.setdefault(start, index)
-                ends[end] = index
-        return ids, offsets, starts, ends
+        return token_boundaries(self.tokenizer, text, self.max_length)
 
     def _locate(self, text, value, starts, ends):
         position = text.find(value)
@@ -110,9 +105,7 @@ class RelationTask:
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
             encoded = [self._tokenize(r["text"]) for r in chunk]
-            ids = np.zeros((batch_size, self.max_length), np.int32)
-            for row, (token_ids, _, _, _) in enumerate(encoded):
-                ids[row, : len(token_ids)] = token_ids
+            ids = padded_ids([e[0] for e in encoded], batch_size, self.max_length)
             entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(self._predict(params, ids)))
             decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(e[0]) for e in encoded],
                                             threshold=self.threshold)
