@@ -170,7 +170,8 @@ def remove_subsets(events):
 
 
 def extract_events_batch(argu_logits, head_logits, tail_logits, labels, lengths, **kwargs):
-    """`extract_events` for each row of a padded batch; `lengths[i]` counts row i's tokens with [CLS] and [SEP]."""
+    """`extract_events` for each row of a padded batch; `lengths[i]` counts row i's tokens with [CLS] and [SEP].
+    A shared `report=` collects the caps that triggered across the batch."""
     argu_logits, head_logits, tail_logits = map(np.asarray, (argu_logits, head_logits, tail_logits))
     out = []
     for i, length in enumerate(np.asarray(lengths).tolist()):

@@ -15,7 +15,7 @@ import numpy as np
 
 from rofjax.data.ie_formats import TRIGGER_ROLE
 from rofjax.data.tokenizer import Tokenizer
-from rofjax.decode.events import events_to_text, extract_events_batch
+from rofjax.decode.events import DecodeReport, events_to_text, extract_events_batch
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
@@ -102,6 +102,7 @@ class EventTask:
         """Per record, its events as sorted `(event_type, role, text, start)` lists (decoded on the host)."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
+        self.report = DecodeReport()
         out = []
         for start in range(0, len(records), batch_size):
             chunk = records[start:start + batch_size]
@@ -110,7 +111,7 @@ class EventTask:
             spans, heads, tails = jax.device_get(self._predict(params, ids))
             lengths = [len(e[0]) for e in encoded]
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],
-                                           self.labels, lengths, threshold=self.threshold)
+                                           self.labels, lengths, threshold=self.threshold, report=self.report)
             for record, (_, offsets, _, _), events in zip(chunk, encoded, decoded):
                 out.append(events_to_text(events, offsets, record["text"]))
         return out
@@ -122,7 +123,7 @@ class EventTask:
         scores = gplinker_event_scores(predicted, gold, trigger_role=TRIGGER_ROLE)
         return {"event_f1": scores["event"]["f1"], "event_precision": scores["event"]["precision"],
                 "event_recall": scores["event"]["recall"], "argument_f1": scores["argument"]["f1"],
-                "examples": len(records)}
+                "capped_sequences": len(self.report.capped), "examples": len(records)}
 
     def submission(self, record: dict, events) -> dict:
         """A DuEE submission line: events with a trigger, triggers removed, no event contained in another."""
