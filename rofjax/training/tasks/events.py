@@ -123,7 +123,7 @@ class EventTask:
         scores = gplinker_event_scores(predicted, gold, trigger_role=TRIGGER_ROLE)
         return {"event_f1": scores["event"]["f1"], "event_precision": scores["event"]["precision"],
                 "event_recall": scores["event"]["recall"], "argument_f1": scores["argument"]["f1"],
-                "capped_sequences": len(self.report.capped), "examples": len(records)}
+                "decode_caps_hit": len(self.report.capped), "examples": len(records)}
 
     def submission(self, record: dict, events) -> dict:
         """A DuEE submission line: events with a trigger, triggers removed, no event contained in another."""
