@@ -333,3 +333,70 @@ def cluener_official_f1(predicted: list[dict[str, set[str]]], gold: list[dict[st
             fn += len(gs - ps)
         per_type[kind] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     return {"macro_f1": sum(per_type.values()) / len(types), **{f"f1/{k}": v for k, v in per_type.items()}}
+
+
+# DuEE-fin --------------------------------------------------------------------------------------------------------
+
+def normalize_whitespace(text: str) -> str:
+    """GPLinker's DuEE-fin `normalize`: runs of whitespace become one space."""
+    return " ".join(text.split())
+
+
+def read_duee_fin_schema(path) -> tuple[dict[str, list[str]], dict[tuple[str, str], tuple[str, str]]]:
+    """`(schema, enum_roles)`: a role with `enum_items` (e.g. 公司上市/环节) is replaced in the schema by one
+    pseudo-role per value, which labels the trigger span (kexue.fm 8926 §1.2); `enum_roles` maps
+    `(event_type, value)` back to `(event_type, role)`."""
+    schema, enum_roles = {}, {}
+    for number, record in _json_lines(path):
+        try:
+            event_type, role_list = record["event_type"], record["role_list"]
+            roles = []
+            for role in role_list:
+                if role.get("enum_items"):
+                    for value in role["enum_items"]:
+                        roles.append(value)
+                        enum_roles[(event_type, value)] = (event_type, role["role"])
+                else:
+                    roles.append(role["role"])
+        except (KeyError, TypeError, AttributeError):
+            raise DataFormatError(f"{path}:{number}: a schema line needs event_type and role_list[].role.") from None
+        schema[event_type] = roles
+    return schema, enum_roles
+
+
+def read_duee_fin(path, schema: dict[str, list[str]], enum_roles: dict) -> Iterator[dict]:
+    """DuEE-fin documents as `{id, text, events}` like `read_duee`: text = normalised title + newline + text,
+    offsets = first occurrence (the format has none), enumerated arguments attached to the trigger span."""
+    for number, record in _json_lines(path):
+        where = f"{path}:{number}"
+        if not isinstance(record.get("text"), str):
+            raise DataFormatError(f"{where}: missing text.")
+        text = normalize_whitespace(record.get("title", "") + "\n" + record["text"])
+        if "event_list" not in record:
+            yield {"id": record.get("id", str(number)), "text": text, "events": None, "line": number}
+            continue
+        events = []
+        for event in record["event_list"]:
+            event_type = event.get("event_type")
+            if event_type not in schema:
+                raise DataFormatError(f"{where}: event type {event_type!r} is not in the schema.")
+            trigger = normalize_whitespace(event.get("trigger", ""))
+            start = text.find(trigger) if trigger else -1
+            if start < 0:
+                raise DataFormatError(f"{where}: trigger {trigger!r} of {event_type} does not occur in the text.")
+            arguments = [(event_type, TRIGGER_ROLE, trigger, start)]
+            for argument in event.get("arguments", []):
+                role, value = argument.get("role"), normalize_whitespace(str(argument.get("argument", "")))
+                enum = next(((t, v) for (t, v), (_, r) in enum_roles.items()
+                             if t == event_type and r == role and v == value), None)
+                if enum is not None:
+                    arguments.append((event_type, value, trigger, start))
+                    continue
+                if role not in schema[event_type]:
+                    raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
+                position = text.find(value) if value else -1
+                if position < 0:
+                    raise DataFormatError(f"{where}: {event_type}/{role} {value!r} does not occur in the text.")
+                arguments.append((event_type, role, value, position))
+            events.append(sorted(set(arguments)))
+        yield {"id": record.get("id", str(number)), "text": text, "events": events, "line": number}

@@ -70,12 +70,17 @@ def build_task(config):
         return MaskedLMTask(model_config, tokenizer, max_length=config.max_length, mask_rate=config.mask_rate,
                             alpha_ramp_steps=config.alpha_ramp_steps)
     if config.task == "events":
-        from rofjax.data.ie_formats import duee_labels, read_duee_schema
+        from rofjax.data.ie_formats import duee_labels, read_duee_fin_schema, read_duee_schema
         from rofjax.training.tasks import EventTask
 
-        schema = read_duee_schema(os.path.join(_ie_folder(config), "duee_event_schema.json"))
+        enum_roles = None
+        if config.dataset == "duee_fin":
+            schema, enum_roles = read_duee_fin_schema(os.path.join(_ie_folder(config),
+                                                                   "duee_fin_event_schema.json"))
+        else:
+            schema = read_duee_schema(os.path.join(_ie_folder(config), "duee_event_schema.json"))
         return EventTask(model_config, tokenizer, duee_labels(schema), max_length=config.max_length,
-                         head_size=config.head_size)
+                         head_size=config.head_size, enum_roles=enum_roles)
     if config.task == "relations":
         from rofjax.data.ie_formats import read_duie_schema
         from rofjax.training.tasks import RelationTask
@@ -105,6 +110,9 @@ def _ie_folder(config) -> str:
     """The DuEE/DuIE folder: `config.data_dir`, or generated data with known answers when it is empty."""
     if config.data_dir:
         return config.data_dir
+    if config.dataset == "duee_fin":
+        raise ValueError("config.data_dir must be the DuEE-fin folder (duee_fin_train.json, duee_fin_dev.json, "
+                         "duee_fin_event_schema.json).")
     from rofjax.data.ie_formats import write_generated_duee, write_generated_duie
 
     folder = os.path.join(os.path.expanduser("~"), ".cache", "rofjax", f"generated_{config.dataset}_v1")
@@ -140,6 +148,13 @@ def _sources(config, workdir):
         folder = _ie_folder(config)
         predicates = read_duie_schema(os.path.join(folder, "duie_schema.json"))
         return tuple(list(read_duie(os.path.join(folder, f"duie_{split}.json"), predicates))
+                     for split in ("train", "dev"))
+    if config.dataset == "duee_fin":
+        from rofjax.data.ie_formats import read_duee_fin, read_duee_fin_schema
+
+        folder = _ie_folder(config)
+        schema, enum_roles = read_duee_fin_schema(os.path.join(folder, "duee_fin_event_schema.json"))
+        return tuple(list(read_duee_fin(os.path.join(folder, f"duee_fin_{split}.json"), schema, enum_roles))
                      for split in ("train", "dev"))
     if config.dataset == "duee":
         from rofjax.data.ie_formats import read_duee, read_duee_schema

@@ -94,3 +94,28 @@ def test_cluener_reader_and_official_metric(tmp_path):
     scores = cluener_official_f1(predicted, gold)
     assert scores["f1/name"] == 1.0 and scores["f1/position"] == pytest.approx(2 / 3)
     assert scores["f1/company"] == 0.0 and scores["macro_f1"] == pytest.approx((1 + 2 / 3) / 10)
+
+
+def test_duee_fin_enumerated_roles_label_the_trigger(tmp_path):
+    from rofjax.data.ie_formats import read_duee_fin, read_duee_fin_schema
+
+    (tmp_path / "schema.json").write_text(json.dumps({"event_type": "公司上市", "role_list": [
+        {"role": "上市公司"}, {"role": "环节", "enum_items": ["筹备上市", "正式上市"]}]}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    schema, enum_roles = read_duee_fin_schema(tmp_path / "schema.json")
+    assert schema == {"公司上市": ["上市公司", "筹备上市", "正式上市"]}
+    assert enum_roles[("公司上市", "正式上市")] == ("公司上市", "环节")
+    line = {"id": "d1", "title": "甲公司  公告", "text": "甲公司今日在科创板上市。",
+            "event_list": [{"event_type": "公司上市", "trigger": "上市",
+                            "arguments": [{"role": "上市公司", "argument": "甲公司"},
+                                          {"role": "环节", "argument": "正式上市"}]}]}
+    (tmp_path / "train.json").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    (record,) = list(read_duee_fin(tmp_path / "train.json", schema, enum_roles))
+    assert record["text"] == "甲公司 公告 甲公司今日在科创板上市。"
+    start = record["text"].index("上市")
+    assert record["events"] == [sorted([("公司上市", "触发词", "上市", start), ("公司上市", "上市公司", "甲公司", 0),
+                                        ("公司上市", "正式上市", "上市", start)])]
+    line["event_list"][0]["arguments"][0]["argument"] = "乙公司"
+    (tmp_path / "bad.json").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="bad.json:1: 公司上市/上市公司 '乙公司' does not occur"):
+        list(read_duee_fin(tmp_path / "bad.json", schema, enum_roles))

@@ -81,3 +81,26 @@ def test_learnability_on_generated_duee(tmp_path):
     config.progress_bar = False
     result = run(config, str(tmp_path / "duee"))
     assert result["event_f1"] >= 0.9, result
+
+
+def test_duee_fin_enumerated_roles_round_trip_to_a_submission(tmp_path):
+    import json
+
+    from configs.ie import duee_fin
+    from rofjax.training.loop import _sources, build_task
+
+    (tmp_path / "duee_fin_event_schema.json").write_text(json.dumps({"event_type": "公司上市", "role_list": [
+        {"role": "上市公司"}, {"role": "环节", "enum_items": ["筹备上市", "正式上市"]}]}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    line = {"id": "d1", "title": "公告", "text": "甲公司今日在科创板上市。", "event_list": [
+        {"event_type": "公司上市", "trigger": "上市", "arguments": [{"role": "上市公司", "argument": "甲公司"},
+                                                                  {"role": "环节", "argument": "正式上市"}]}]}
+    for split in ("train", "dev"):
+        (tmp_path / f"duee_fin_{split}.json").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    config = duee_fin.get_config()
+    config.data_dir = str(tmp_path)
+    task = build_task(config)
+    _, dev = _sources(config, str(tmp_path))
+    submission = task.submission(dev[0], dev[0]["events"])
+    assert submission["event_list"] == [{"event_type": "公司上市", "arguments": [
+        {"role": "上市公司", "argument": "甲公司"}, {"role": "环节", "argument": "正式上市"}]}]

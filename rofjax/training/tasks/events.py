@@ -32,6 +32,7 @@ class EventTask:
     max_spans_per_class: int = 8
     max_links: int = 32
     threshold: float = 0.0
+    enum_roles: dict | None = None            # DuEE-fin: (type, enumerated value) → (type, role)
 
     def __post_init__(self):
         self.model = GPLinker(self.model_config, spans=len(self.labels), links=1, head_size=self.head_size)
@@ -125,13 +126,20 @@ class EventTask:
                 "event_recall": scores["event"]["recall"], "argument_f1": scores["argument"]["f1"],
                 "decode_caps_hit": len(self.report.capped), "examples": len(records)}
 
+    def _submitted_argument(self, argument) -> tuple[str, str]:
+        """(role, text); an enumerated pseudo-role on the trigger becomes (its real role, the value)."""
+        event_type, role, text, _ = argument
+        if self.enum_roles and (event_type, role) in self.enum_roles:
+            return self.enum_roles[(event_type, role)][1], role
+        return role, text
+
     def submission(self, record: dict, events) -> dict:
         """A DuEE submission line: events with a trigger, triggers removed, no event contained in another."""
         kept = []
         for event in sorted(events, key=len, reverse=True):
             if not any(a[1] == TRIGGER_ROLE for a in event):
                 continue
-            arguments = {(a[1], a[2]) for a in event if a[1] != TRIGGER_ROLE}
+            arguments = {self._submitted_argument(a) for a in event if a[1] != TRIGGER_ROLE}
             if any(event[0][0] == t and arguments <= other for t, other in kept):
                 continue
             kept.append((event[0][0], arguments))
