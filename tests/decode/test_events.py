@@ -134,3 +134,19 @@ def test_sparse_flatnonzero_matches_numpy():
             np.testing.assert_array_equal(sparse_flatnonzero(mask), np.flatnonzero(mask))
     cube = rng.random((3, 5, 7)) < 0.1
     np.testing.assert_array_equal(sparse_flatnonzero(cube), np.flatnonzero(cube))
+
+
+def test_dense_garbage_stays_bounded():
+    """An untrained model: every logit positive. The caps keep the decode fast and say they triggered."""
+    import time
+
+    labels = [("类型", f"角色{i}") for i in range(20)]
+    n = 64
+    rng = np.random.default_rng(0)
+    argu = rng.normal(1.0, 1.0, size=(20, n, n))
+    head = rng.normal(0.2, 1.0, size=(n, n))
+    tail = rng.normal(0.2, 1.0, size=(n, n))
+    report = DecodeReport()
+    start = time.perf_counter()
+    extract_events(argu, head, tail, labels, report=report)
+    assert time.perf_counter() - start < 20 and report.capped

@@ -15,11 +15,11 @@ import numpy as np
 
 from rofjax.data.ie_formats import TRIGGER_ROLE
 from rofjax.data.tokenizer import Tokenizer
-from rofjax.decode.events import DecodeReport, events_to_text, extract_events_batch
+from rofjax.decode.events import DecodeReport, events_to_text, extract_events_batch, remove_subsets
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
-from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
+from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
 
 
 @dataclasses.dataclass
@@ -100,22 +100,24 @@ class EventTask:
         return self._logits(params, input_ids)
 
     def decode(self, params, records, batch_size: int) -> list[list[list[tuple]]]:
-        """Per record, its events as sorted `(event_type, role, text, start)` lists (decoded on the host)."""
+        """Per record, its events as sorted `(event_type, role, text, start)` lists, decoded on the host; long
+        texts in overlapping windows whose events are merged (an event contained in another is dropped)."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
         self.report = DecodeReport()
-        out = []
-        for start in range(0, len(records), batch_size):
-            chunk = records[start:start + batch_size]
-            encoded = [self._tokenize(r["text"]) for r in chunk]
-            ids = padded_ids([e[0] for e in encoded], batch_size, self.max_length)
+        pieces = [(i, ids, offsets) for i, r in enumerate(records)
+                  for ids, offsets in text_windows(self.tokenizer, r["text"], self.max_length)]
+        found: list[set] = [set() for _ in records]
+        for start in range(0, len(pieces), batch_size):
+            chunk = pieces[start:start + batch_size]
+            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
             spans, heads, tails = jax.device_get(self._predict(params, ids))
-            lengths = [len(e[0]) for e in encoded]
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],
-                                           self.labels, lengths, threshold=self.threshold, report=self.report)
-            for record, (_, offsets, _, _), events in zip(chunk, encoded, decoded):
-                out.append(events_to_text(events, offsets, record["text"]))
-        return out
+                                           self.labels, [len(p[1]) for p in chunk], threshold=self.threshold,
+                                           report=self.report)
+            for (index, _, offsets), events in zip(chunk, decoded):
+                found[index].update(tuple(e) for e in events_to_text(events, offsets, records[index]["text"]))
+        return [[list(e) for e in remove_subsets(list(events))] for events in found]
 
     def evaluate(self, trainer, params, records, batch_size: int) -> dict:
         """Decode every record and score events and arguments (the GPLinker dev metrics)."""

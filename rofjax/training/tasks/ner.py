@@ -15,10 +15,10 @@ import numpy as np
 
 from rofjax.data.ie_formats import cluener_official_f1
 from rofjax.data.tokenizer import Tokenizer
-from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars, windows
+from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import ModelConfig, SpanClassifier
-from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
+from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
 
 
 @dataclasses.dataclass
@@ -74,24 +74,13 @@ class NERTask:
     def predict(self, params, input_ids):
         return self.model.apply({"params": params}, input_ids)
 
-    def _windows(self, text: str):
-        """`(ids, offsets)` pieces covering the whole text: one if it fits, else overlapping windows of
-        `max_length − 2` tokens every `window_stride` tokens, each framed by [CLS] … [SEP]."""
-        ids, _, offsets = self.tokenizer.encode(text)
-        if len(ids) <= self.max_length:
-            return [(ids, offsets)]
-        inner_ids, inner_offsets = ids[1:-1], offsets[1:-1]
-        size = self.max_length - 2
-        stride = self.window_stride or size // 2
-        return [([self.tokenizer.cls_id] + inner_ids[a:b] + [self.tokenizer.sep_id],
-                 [(0, 0)] + inner_offsets[a:b] + [(0, 0)]) for a, b in windows(len(inner_ids), size, stride)]
-
     def decode(self, params, records, batch_size: int) -> list[list[tuple]]:
         """Per record, its entities as sorted `(type, start, end_exclusive)` character spans; long texts are
         decoded in overlapping windows whose spans are mapped back to the text and merged."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        pieces = [(i, ids, offsets) for i, r in enumerate(records) for ids, offsets in self._windows(r["text"])]
+        pieces = [(i, ids, offsets) for i, r in enumerate(records) for ids, offsets in
+                  text_windows(self.tokenizer, r["text"], self.max_length, self.window_stride)]
         found: list[list[list[tuple]]] = [[] for _ in records]
         for start in range(0, len(pieces), batch_size):
             chunk = pieces[start:start + batch_size]

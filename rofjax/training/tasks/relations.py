@@ -17,7 +17,7 @@ from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
-from rofjax.training.tasks.text_spans import padded_ids, token_boundaries
+from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
 
 
 @dataclasses.dataclass
@@ -98,22 +98,23 @@ class RelationTask:
         return self.model.apply({"params": params}, input_ids)
 
     def decode(self, params, records, batch_size: int) -> list[set[tuple[str, str, str]]]:
-        """Per record, its `(subject, predicate, object)` triples as text."""
+        """Per record, its `(subject, predicate, object)` triples as text; long texts in overlapping windows."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        out = []
-        for start in range(0, len(records), batch_size):
-            chunk = records[start:start + batch_size]
-            encoded = [self._tokenize(r["text"]) for r in chunk]
-            ids = padded_ids([e[0] for e in encoded], batch_size, self.max_length)
+        pieces = [(i, ids, offsets) for i, r in enumerate(records)
+                  for ids, offsets in text_windows(self.tokenizer, r["text"], self.max_length)]
+        found: list[set] = [set() for _ in records]
+        for start in range(0, len(pieces), batch_size):
+            chunk = pieces[start:start + batch_size]
+            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
             entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(self._predict(params, ids)))
-            decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(e[0]) for e in encoded],
+            decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(p[1]) for p in chunk],
                                             threshold=self.threshold)
-            for record, (_, offsets, _, _), triples in zip(chunk, encoded, decoded):
-                text = record["text"]
+            for (index, _, offsets), triples in zip(chunk, decoded):
+                text = records[index]["text"]
                 span = lambda ht, offsets=offsets, text=text: text[offsets[ht[0]][0]:offsets[ht[1]][1]]
-                out.append({(span(s), p, span(o)) for s, p, o in triples})
-        return out
+                found[index].update((span(s), p, span(o)) for s, p, o in triples)
+        return found
 
     def evaluate(self, trainer, params, records, batch_size: int) -> dict:
         predicted = self.decode(params, records, batch_size)

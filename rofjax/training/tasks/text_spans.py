@@ -23,3 +23,18 @@ def padded_ids(rows, batch_size: int, max_length: int) -> np.ndarray:
     for row, ids in enumerate(rows):
         out[row, : len(ids)] = ids
     return out
+
+
+def text_windows(tokenizer, text: str, max_length: int, stride: int | None = None):
+    """`(ids, offsets)` pieces covering the whole text: one if it fits, else overlapping windows of
+    `max_length − 2` tokens every `stride` tokens (default half a window), each framed by [CLS] … [SEP]; offsets
+    stay those of the whole text, so what a window finds maps straight back onto it."""
+    from rofjax.decode.spans import windows
+
+    ids, _, offsets = tokenizer.encode(text)
+    if len(ids) <= max_length:
+        return [(ids, offsets)]
+    inner_ids, inner_offsets = ids[1:-1], offsets[1:-1]
+    size = max_length - 2
+    return [([tokenizer.cls_id] + inner_ids[a:b] + [tokenizer.sep_id], [(0, 0)] + inner_offsets[a:b] + [(0, 0)])
+            for a, b in windows(len(inner_ids), size, stride or max(1, size // 2))]
