@@ -150,20 +150,12 @@ class ModelConfig:
     def from_json(cls, path: str | os.PathLike) -> ModelConfig:
         return cls.from_dict(_read_json(path), source=str(path))
 
+    def _shared_file_keys(self) -> dict[str, Any]:
+        return {key: getattr(self, field) for key, field in _FILE_KEYS}
+
     def to_bert_config(self) -> dict[str, Any]:
         """bert4keras `bert_config.json` (the keys `build_transformer_model` reads)."""
-        out = {
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "intermediate_size": self.intermediate_size,
-            "hidden_act": self.hidden_act,
-            "hidden_dropout_prob": self.dropout_rate,
-            "attention_probs_dropout_prob": self.attention_dropout_rate,
-            "max_position_embeddings": self.max_position_embeddings,
-            "type_vocab_size": self.type_vocab_size,
-        }
+        out = self._shared_file_keys()
         if self.embedding_size is not None:
             out["embedding_size"] = self.embedding_size
         if self.head_size is not None:
@@ -185,22 +177,8 @@ class ModelConfig:
                    if k not in config]
         if missing:
             raise KeyError(f"{source}: missing key(s) {missing}.")
-        values = dict(
-            vocab_size=config["vocab_size"],
-            hidden_size=config["hidden_size"],
-            num_layers=config["num_hidden_layers"],
-            num_heads=config.get("num_attention_heads", 1),
-            intermediate_size=config["intermediate_size"],
-            head_size=config.get("attention_head_size"),
-            key_size=config.get("attention_key_size"),
-            embedding_size=config.get("embedding_size"),
-            type_vocab_size=config.get("type_vocab_size", 2),
-            max_position_embeddings=config.get("max_position_embeddings", 512),
-            dropout_rate=config.get("hidden_dropout_prob", 0.1),
-            attention_dropout_rate=config.get("attention_probs_dropout_prob", 0.1),
-        )
-        if "hidden_act" in config:
-            values["hidden_act"] = config["hidden_act"]
+        values = dict(_read_shared_file_keys(config), head_size=config.get("attention_head_size"),
+                      key_size=config.get("attention_key_size"))
         if values["embedding_size"] == values["hidden_size"]:
             values["embedding_size"] = None
         if family == "gau_alpha" and values["key_size"] == 128:
@@ -210,17 +188,8 @@ class ModelConfig:
     def to_hf_config(self) -> dict[str, Any]:
         """Hugging Face `config.json`: transformers' RoFormer for v1, JunnYu's ports for RoFormerV2 and GAU-α."""
         out = {
-            "vocab_size": self.vocab_size,
+            **self._shared_file_keys(),
             "embedding_size": self.resolved_embedding_size,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "intermediate_size": self.intermediate_size,
-            "hidden_act": self.hidden_act,
-            "hidden_dropout_prob": self.dropout_rate,
-            "attention_probs_dropout_prob": self.attention_dropout_rate,
-            "max_position_embeddings": self.max_position_embeddings,
-            "type_vocab_size": self.type_vocab_size,
             "initializer_range": self.initializer_range,
             "layer_norm_eps": self.norm_epsilon,
             "pad_token_id": self.pad_token_id,
@@ -241,6 +210,10 @@ class ModelConfig:
         if not isinstance(config, dict):
             source = str(config)
             config = _read_json(config)
+        missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size")
+                   if k not in config]
+        if missing:
+            raise KeyError(f"{source}: missing key(s) {missing}.")
         model_type = config.get("model_type", "roformer")
         if model_type == "gau_alpha":
             family = "gau_alpha"
@@ -249,22 +222,8 @@ class ModelConfig:
             family = "roformer_v2" if is_v2 else "roformer"
         else:
             raise ValueError(f"{source}: model_type={model_type!r} is not a RoFormer, RoFormerV2 or GAU-α config.")
-        values = dict(
-            vocab_size=config["vocab_size"],
-            hidden_size=config["hidden_size"],
-            num_layers=config["num_hidden_layers"],
-            num_heads=config.get("num_attention_heads", 1),
-            intermediate_size=config["intermediate_size"],
-            embedding_size=config.get("embedding_size"),
-            type_vocab_size=config.get("type_vocab_size", 2),
-            max_position_embeddings=config.get("max_position_embeddings", 512),
-            dropout_rate=config.get("hidden_dropout_prob", 0.1),
-            attention_dropout_rate=config.get("attention_probs_dropout_prob", 0.1),
-            norm_epsilon=config.get("layer_norm_eps", 1e-12),
-            pad_token_id=config.get("pad_token_id", 0) or 0,
-        )
-        if "hidden_act" in config:
-            values["hidden_act"] = config["hidden_act"]
+        values = dict(_read_shared_file_keys(config), norm_epsilon=config.get("layer_norm_eps", 1e-12),
+                      pad_token_id=config.get("pad_token_id", 0) or 0)
         if "initializer_range" in config:
             values["initializer_range"] = config["initializer_range"]
         if values["embedding_size"] == values["hidden_size"]:
@@ -280,6 +239,24 @@ class ModelConfig:
             if family == "roformer_v2":
                 values["use_bias"] = config.get("use_bias", False)
         return family_config(family, **values, **overrides)
+
+
+# Keys bert_config.json and Hugging Face config.json share, and the fields they hold.
+_FILE_KEYS = (("vocab_size", "vocab_size"), ("hidden_size", "hidden_size"), ("num_hidden_layers", "num_layers"),
+              ("num_attention_heads", "num_heads"), ("intermediate_size", "intermediate_size"),
+              ("hidden_act", "hidden_act"), ("hidden_dropout_prob", "dropout_rate"),
+              ("attention_probs_dropout_prob", "attention_dropout_rate"),
+              ("max_position_embeddings", "max_position_embeddings"), ("type_vocab_size", "type_vocab_size"))
+_FILE_DEFAULTS = {"num_attention_heads": 1, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                  "max_position_embeddings": 512, "type_vocab_size": 2}
+
+
+def _read_shared_file_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """Fields from the shared keys; `hidden_act` is left to the family default when the file omits it."""
+    values = {field: config.get(key, _FILE_DEFAULTS.get(key)) for key, field in _FILE_KEYS
+              if key in config or key in _FILE_DEFAULTS}
+    values["embedding_size"] = config.get("embedding_size")
+    return values
 
 
 def field_names() -> list[str]:

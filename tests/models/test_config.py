@@ -69,3 +69,5 @@ def test_invalid_configs_name_the_field(tmp_path):
         ModelConfig.from_json(bad)
     with pytest.raises(KeyError, match="missing key"):
         ModelConfig.from_bert_config({"vocab_size": 3}, "roformer")
+    with pytest.raises(KeyError, match=r"missing key\(s\) \['hidden_size'"):
+        ModelConfig.from_hf_config({"vocab_size": 3, "model_type": "roformer"})
