@@ -19,7 +19,7 @@ from rofjax.decode.events import DecodeReport, events_to_text, extract_events_ba
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
-from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
+from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
@@ -105,12 +105,8 @@ class EventTask:
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
         self.report = DecodeReport()
-        pieces = [(i, ids, offsets) for i, r in enumerate(records)
-                  for ids, offsets in text_windows(self.tokenizer, r["text"], self.max_length)]
         found: list[set] = [set() for _ in records]
-        for start in range(0, len(pieces), batch_size):
-            chunk = pieces[start:start + batch_size]
-            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
+        for chunk, ids in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
             spans, heads, tails = jax.device_get(self._predict(params, ids))
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],
                                            self.labels, [len(p[1]) for p in chunk], threshold=self.threshold,

@@ -18,7 +18,7 @@ from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import ModelConfig, SpanClassifier
-from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
+from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
@@ -79,12 +79,9 @@ class NERTask:
         decoded in overlapping windows whose spans are mapped back to the text and merged."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        pieces = [(i, ids, offsets) for i, r in enumerate(records) for ids, offsets in
-                  text_windows(self.tokenizer, r["text"], self.max_length, self.window_stride)]
         found: list[list[list[tuple]]] = [[] for _ in records]
-        for start in range(0, len(pieces), batch_size):
-            chunk = pieces[start:start + batch_size]
-            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
+        for chunk, ids in windowed_batches(self.tokenizer, records, self.max_length, batch_size,
+                                           self.window_stride):
             logits = jax.device_get(self._predict(params, ids))[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.threshold,
                                           labels=self.types)

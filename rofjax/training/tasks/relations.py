@@ -17,7 +17,7 @@ from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
-from rofjax.training.tasks.text_spans import padded_ids, text_windows, token_boundaries
+from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
@@ -101,12 +101,8 @@ class RelationTask:
         """Per record, its `(subject, predicate, object)` triples as text; long texts in overlapping windows."""
         if getattr(self, "_predict", None) is None:
             self._predict = jax.jit(self.predict)
-        pieces = [(i, ids, offsets) for i, r in enumerate(records)
-                  for ids, offsets in text_windows(self.tokenizer, r["text"], self.max_length)]
         found: list[set] = [set() for _ in records]
-        for start in range(0, len(pieces), batch_size):
-            chunk = pieces[start:start + batch_size]
-            ids = padded_ids([p[1] for p in chunk], batch_size, self.max_length)
+        for chunk, ids in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
             entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(self._predict(params, ids)))
             decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(p[1]) for p in chunk],
                                             threshold=self.threshold)

@@ -38,3 +38,13 @@ def text_windows(tokenizer, text: str, max_length: int, stride: int | None = Non
     size = max_length - 2
     return [([tokenizer.cls_id] + inner_ids[a:b] + [tokenizer.sep_id], [(0, 0)] + inner_offsets[a:b] + [(0, 0)])
             for a, b in windows(len(inner_ids), size, stride or max(1, size // 2))]
+
+
+def windowed_batches(tokenizer, records, max_length: int, batch_size: int, stride: int | None = None):
+    """Yield `(pieces, ids)` over every window of every record: `pieces` a list of `(record index, token ids,
+    offsets)`, `ids` their `[batch_size, max_length]` padded array (one shape, one compilation)."""
+    pieces = [(i, ids, offsets) for i, r in enumerate(records)
+              for ids, offsets in text_windows(tokenizer, r["text"], max_length, stride)]
+    for start in range(0, len(pieces), batch_size):
+        chunk = pieces[start:start + batch_size]
+        yield chunk, padded_ids([p[1] for p in chunk], batch_size, max_length)
