@@ -35,3 +35,55 @@ def test_gplinker_event_and_argument_levels():
     scores = gplinker_event_scores(predicted, gold)
     assert scores["event"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3)}
     assert scores["argument"]["f1"] == 1.0
+
+
+def test_cmrc2018_normalisation_by_hand():
+    from rofjax.decode.metrics import cmrc_em, cmrc_f1, cmrc_segments
+
+    assert cmrc_segments("在1990年，iPhone 3.5版《发布》") == ["在", "1990", "年", "，", "iphone", "3.5", "版", "《", "发",
+                                                          "布", "》"]
+    assert cmrc_segments("《红楼梦》，", remove_punctuation=True) == ["红", "楼", "梦"]
+    # EM ignores case, surrounding whitespace and the listed punctuation, not inner spaces.
+    assert cmrc_em(["《红楼梦》"], "红楼梦") == 1.0
+    assert cmrc_em([" iPhone-X "], "iphonex") == 1.0
+    assert cmrc_em(["iPhone X"], "iphoneX") == 0.0
+    # F1 uses the longest common *contiguous* run of segments: 北京大学 vs 北大学 share 大学 (2), not 北大学 (3).
+    assert cmrc_f1(["北京大学"], "北大学") == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+    assert cmrc_f1(["北京大学"], "北京") == pytest.approx(2 / 3)
+    assert cmrc_f1(["iPhone 11"], "iphone 11 pro") == pytest.approx(0.8)
+    # The best of several gold answers counts; punctuation alone scores 0.
+    assert cmrc_f1(["上海", "北京大学"], "北京大学，") == 1.0
+    assert cmrc_f1(["北京"], "，。") == 0.0
+
+
+def test_cmrc2018_scores_count_missing_questions_as_wrong():
+    from rofjax.decode.metrics import cmrc2018_scores
+
+    gold = {"q1": ["北京大学"], "q2": ["1990年"], "q3": ["红楼梦"]}
+    scores = cmrc2018_scores({"q1": "北京", "q2": "1990年。"}, gold)
+    assert scores["em"] == pytest.approx(100 / 3)
+    assert scores["f1"] == pytest.approx(100 * (2 / 3 + 1) / 3)
+    assert scores["missing"] == 1 and scores["questions"] == 3
+
+
+def test_cluener_micro_and_official_macro_on_nested_and_overlapping_spans():
+    from rofjax.data.ie_formats import cluener_official_f1
+    from rofjax.decode.spans import span_prf
+
+    text = "北京大学医学部副主任王小明"
+    gold = {("organization", 0, 4), ("organization", 0, 7), ("position", 7, 10), ("name", 10, 13)}
+    # Right: 北京大学 (nested in the gold 北京大学医学部) and 王小明; wrong: 大学医学部 (overlaps) and 主任.
+    predicted = {("organization", 0, 4), ("organization", 2, 7), ("position", 8, 10), ("name", 10, 13)}
+    micro = span_prf([predicted], [gold])
+    assert micro["f1"] == pytest.approx(2 * 2 / 8)
+
+    def strings(spans):
+        out = {}
+        for kind, start, end in spans:
+            out.setdefault(kind, set()).add(text[start:end])
+        return out
+
+    types = ["name", "organization", "position"]
+    official = cluener_official_f1([strings(predicted)], [strings(gold)], types)
+    # name: P=R=1; organization: 1 of 2 predicted right, 1 of 2 gold found → 0.5; position: 0.
+    assert official["macro_f1"] == pytest.approx((1 + 0.5 + 0) / 3)
