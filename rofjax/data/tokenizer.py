@@ -71,6 +71,12 @@ class Tokenizer:
         return len(self.vocab)
 
     @property
+    def chinese_word_entries(self) -> int:
+        """How many vocabulary entries are Chinese words of several characters (RoFormer v1's word vocabulary has
+        tens of thousands; a character vocabulary has none that character tokenisation could ever produce)."""
+        return sum(1 for token in self.vocab if len(token) > 1 and all("\u4e00" <= c <= "\u9fff" for c in token))
+
+    @property
     def vocab_size(self) -> int:
         return len(self.vocab)
 

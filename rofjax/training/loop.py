@@ -60,6 +60,10 @@ def build_task(config):
     from rofjax.training.tasks import ClassificationTask, MaskedLMTask
 
     tokenizer = Tokenizer(config.vocab_path or EMBEDDED_VOCAB, word_level=config.word_level)
+    words = tokenizer.chinese_word_entries
+    if words > 1000 and not config.word_level:
+        log.warning("%s has %d multi-character Chinese words that character tokenisation never produces; a RoFormer "
+                    "v1 word model needs --config.word_level=True.", config.vocab_path, words)
     model_config = _model_config(config, tokenizer.vocab_size)
     if config.task == "clue":
         from rofjax.training.tasks.clue import build_clue_task

@@ -162,6 +162,7 @@ def test_word_level_mode_keeps_vocabulary_words_whole(tmp_path):
     assert [text[a:b] for a, b in offsets[1:-1]] == ["我", "爱", "北京", "天安门", "。", "Hello", "人", "民", "1", "9"]
     chars = Tokenizer(path)
     assert [chars.inverse[i] for i in chars.encode("北京")[0]] == ["[CLS]", "[UNK]", "[UNK]", "[SEP]"]
+    assert chars.chinese_word_entries == 2 and Tokenizer(EMBEDDED_VOCAB).chinese_word_entries == 0
 
 
 def test_pieces_truncate_the_longest_piece_first():
