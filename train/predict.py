@@ -1,8 +1,8 @@
 """Write submission files: python -m train.predict --config CONFIG --workdir DIR [--config.data_dir=FOLDER]
 
-Reads the best parameters of the run in DIR (`best/`, else the latest `checkpoints/` step), decodes the
-dataset's test file on the host and writes `DIR/<dataset>_predict.json` (one JSON object per line, in the
-format the leaderboard takes); the path is printed on the last line. The model's shape (preset, sizes, head
+Reads the best parameters of the run in DIR (`best/`, else the latest `checkpoints/` step; `--checkpoint` names
+others), decodes the dataset's test file on the host and writes `DIR/<dataset>_predict.json` in the format the
+leaderboard takes (CLUE, CLUENER, DuEE, DuIE); the path is printed on the last line. The model's shape (preset, sizes, head
 size, max_length, vocabulary) comes from the config saved with the run.
 """
 
@@ -17,6 +17,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The training config of the run.", lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's folder (holds best/ or checkpoints/).")
 flags.DEFINE_string("input", None, "File to predict (default: the dataset's test file).")
+flags.DEFINE_string("checkpoint", None, "Parameters to predict with: a run's best/ or checkpoints/ folder, one step "
+                    "of them, or a converted checkpoint (default: DIR/best, else DIR/checkpoints).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 TEST_FILES = {"duee": ("duee_test2.json", "duee_test.json", "duee_dev.json"),
@@ -76,7 +78,7 @@ def adopt_run_architecture(config, workdir: str) -> None:
             config[key] = saved[key] if key != "model" else {**config.model.to_dict(), **saved["model"]}
 
 
-def predict(config, workdir: str, input_path: str | None = None) -> str:
+def predict(config, workdir: str, input_path: str | None = None, checkpoint: str | None = None) -> str:
     """Write the submission file of the run in `workdir` and return its path."""
     from rofjax.checkpoint import restore_params
     from rofjax.training.loop import build_task
@@ -87,8 +89,8 @@ def predict(config, workdir: str, input_path: str | None = None) -> str:
     if not hasattr(task, "submission") and not hasattr(task, "write_submission"):
         raise app.UsageError(f"train.predict writes submissions for CLUE, events, ner and relations tasks; "
                              f"{config.task!r} has none yet.")
-    source = os.path.join(workdir, "best")
-    if not os.path.isdir(source) or not any(d.isdigit() for d in os.listdir(source)):
+    source = checkpoint or os.path.join(workdir, "best")
+    if checkpoint is None and (not os.path.isdir(source) or not any(d.isdigit() for d in os.listdir(source))):
         source = os.path.join(workdir, "checkpoints")
     params = restore_params(source)
     records, origin = prediction_records(config, input_path)
@@ -108,7 +110,7 @@ def predict(config, workdir: str, input_path: str | None = None) -> str:
 
 def main(argv):
     del argv
-    print(predict(FLAGS.config, FLAGS.workdir, FLAGS.input))
+    print(predict(FLAGS.config, FLAGS.workdir, FLAGS.input, FLAGS.checkpoint))
 
 
 if __name__ == "__main__":

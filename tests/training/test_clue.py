@@ -46,6 +46,10 @@ def test_every_task_trains_evaluates_and_writes_a_submission(tmp_path, monkeypat
     assert all(np.isfinite(v) for v in result.values())
     path = predict(config, str(tmp_path / "run"))
     assert os.path.basename(path) == f"{task}_predict.json"
+    if task == "tnews":                                      # an explicit checkpoint gives the same predictions
+        first = open(path, encoding="utf-8").read()
+        assert predict(config, str(tmp_path / "run"), checkpoint=str(tmp_path / "run" / "checkpoints")) == path
+        assert open(path, encoding="utf-8").read() == first
     test_records = list(clue.read_split(task, clue.split_files(task, folder, "test")))
     if task in ("cmrc2018", "chid"):
         submission = json.load(open(path, encoding="utf-8"))
