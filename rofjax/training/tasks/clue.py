@@ -217,9 +217,14 @@ class ChidTask(MultipleChoiceTask):
         return ids[: self.max_length]
 
     def decode(self, params, records, batch_size: int) -> list[int]:
+        return self.assign(records, self.predict_all(params, [self._encode(r, 0) for r in records], batch_size))
+
+    @staticmethod
+    def assign(records, scores) -> list[int]:
+        """Per blank, its candidate: the assignment of distinct candidates to a passage's blanks with the largest
+        total log-probability (scipy's Hungarian solver)."""
         from scipy.optimize import linear_sum_assignment
 
-        scores = self.predict_all(params, [self._encode(r, 0) for r in records], batch_size)
         passages: dict[int, list[int]] = {}
         for index, record in enumerate(records):
             passages.setdefault(int(record["passage"]), []).append(index)
@@ -239,8 +244,8 @@ class ChidTask(MultipleChoiceTask):
         records = list(records)
         for record in records:
             _require_label(record, "chid")
-        assigned = self.decode(params, records, batch_size)
         scores = self.predict_all(params, [self._encode(r, 0) for r in records], batch_size)
+        assigned = self.assign(records, scores)
         independent = [int(np.argmax(s[: len(r["candidates"])])) for s, r in zip(scores, records)]
         gold = [int(r["label"]) for r in records]
         count = max(len(records), 1)
