@@ -194,3 +194,17 @@ def test_clue_format_data_from_the_embedded_corpora_reads_back_exactly(tmp_path,
         assert all(len(set(r["candidates"])) == 10 for r in train)
     test = list(clue.read_split(task, files["test"]))
     assert test and all(r.get("label", -1) == -1 and not r.get("answers") for r in test)
+
+
+def test_concurrent_builds_of_one_dataset_agree(tmp_path):
+    import subprocess
+    import sys
+
+    folder = write_clue_task(tmp_path / "csl", "csl", n=50)
+    script = ("import sys; from rofjax.data.builders.clue import prepare_clue; "
+              "b = prepare_clue('csl', sys.argv[1], sys.argv[2]); print(len(b.as_data_source(split='train')))")
+    runs = [subprocess.Popen([sys.executable, "-c", script, folder, str(tmp_path / "cache")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-1000:] for _, err in outputs]
+    assert [out.split()[-1] for out, _ in outputs] == ["50", "50", "50"]

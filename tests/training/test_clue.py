@@ -35,12 +35,22 @@ def tiny_config(task, folder, cache):
 
 @pytest.mark.parametrize("task", clue.TASKS)
 def test_every_task_trains_evaluates_and_writes_a_submission(tmp_path, monkeypatch, task):
+    _train_evaluate_predict(tmp_path, monkeypatch, task, "roformer_v2_tiny")
+
+
+@pytest.mark.parametrize("task,preset", [("cmrc2018", "gau_alpha_tiny"), ("c3", "roformer_tiny")])
+def test_other_families_run_the_clue_heads(tmp_path, monkeypatch, task, preset):
+    _train_evaluate_predict(tmp_path, monkeypatch, task, preset)
+
+
+def _train_evaluate_predict(tmp_path, monkeypatch, task, preset):
     from rofjax.training.loop import run
     from train.predict import predict
 
     monkeypatch.setenv("HOME", str(tmp_path))              # the built dataset lands in this test's cache
     folder = write_clue_task(tmp_path / "data", task)
     config = tiny_config(task, folder, tmp_path)
+    config.model_preset = preset
     result = run(config, str(tmp_path / "run"))
     assert METRICS.get(task, {"accuracy", "loss"}) <= set(result), result
     assert all(np.isfinite(v) for v in result.values())

@@ -12,6 +12,7 @@ sizes and modification times, so an edited file is rebuilt and two folders of on
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -81,10 +82,15 @@ def prepare_clue(task: str, folder: str, cache_dir: str | None = None):
     """Build (once per version of the files) and return the tfds builder of `task` from `folder`."""
     clue.require_folder(task, folder)
     cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "rofjax", "clue")
-    builder = Clue(config=task, data_dir=os.path.join(cache_dir, _fingerprint(task, folder)),
-                   file_format="array_record")
+    output = os.path.join(cache_dir, _fingerprint(task, folder))
+    os.makedirs(output, exist_ok=True)
     tfds.display_progress_bar(False)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.path.abspath(folder)))
+    # Hosts (or runs) sharing a cache build one at a time; whoever comes second finds the dataset prepared.
+    with open(os.path.join(output, f".{task}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        builder = Clue(config=task, data_dir=output, file_format="array_record")
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=os.path.abspath(folder)))
     return builder
 
 
