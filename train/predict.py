@@ -30,7 +30,7 @@ def prediction_records(config, input_path):
     from rofjax.data import ie_formats
     from rofjax.training import loop
 
-    if config.task == "clue":
+    if config.task == "clue" or (config.dataset == "cluener" and input_path is None):
         from rofjax.data import clue
 
         if input_path is None:

@@ -157,13 +157,8 @@ def _sources(config, workdir):
             if split in splits:
                 splits[split].append({"text": text, "entities": entities, "source": source})
         return splits["train"], splits["dev"]
-    if config.dataset == "cluener":
-        from rofjax.data.ie_formats import read_cluener
-
-        if not config.data_dir:
-            raise ValueError("config.data_dir must be the CLUENER2020 folder (train.json, dev.json).")
-        return tuple(list(read_cluener(os.path.join(config.data_dir, f"{split}.json"), _ner_types(config)))
-                     for split in ("train", "dev"))
+    if config.dataset == "cluener":                    # the CLUE builder holds CLUENER2020 too
+        return clue_split(config, "train"), clue_split(config, "validation")
     if config.dataset == "duie":
         from rofjax.data.ie_formats import read_duie, read_duie_schema
 
