@@ -39,6 +39,11 @@ LABELS: dict[str, tuple[str, ...]] = {
     "wsc": ("false", "true"),
     "csl": ("0", "1"),
 }
+# TNEWS's label → label_desc (its train files pair them; the baseline submissions write both).
+TNEWS_DESCRIPTIONS = {"100": "news_story", "101": "news_culture", "102": "news_entertainment", "103": "news_sports",
+                      "104": "news_finance", "106": "news_house", "107": "news_car", "108": "news_edu",
+                      "109": "news_tech", "110": "news_military", "112": "news_travel", "113": "news_world",
+                      "114": "news_stock", "115": "news_agriculture", "116": "news_game"}
 CLASSIFICATION_TASKS = tuple(LABELS)
 TASKS = CLASSIFICATION_TASKS + ("cmrc2018", "c3", "chid", "cluener")
 KINDS = {**{t: "classification" for t in CLASSIFICATION_TASKS}, "cmrc2018": "cmrc2018", "c3": "c3", "chid": "chid",

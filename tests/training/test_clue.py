@@ -79,6 +79,8 @@ def _train_evaluate_predict(tmp_path, monkeypatch, task, preset):
                                              for r in test_records]
     if task in clue.LABELS:
         assert all(line["label"] in clue.LABELS[task] for line in lines)
+        if task == "tnews":
+            assert all(clue.TNEWS_DESCRIPTIONS[line["label"]] == line["label_desc"] for line in lines)
     elif task == "c3":
         assert all(0 <= line["label"] < len(r["choices"]) for line, r in zip(lines, test_records))
     else:

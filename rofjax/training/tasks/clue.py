@@ -105,8 +105,17 @@ class ClueClassificationTask(ClassificationTask, _BatchedPrediction):
         return [int(p) for p in self.predict_all(params, [self._encode(r, 0) for r in records], batch_size)]
 
     def write_submission(self, path: str, records, predictions) -> None:
-        """CLUE classification submissions: `{"id": …, "label": "<label string>"}` per line."""
-        _write_lines(path, ({"id": _json_id(r["id"]), "label": self.labels[p]} for r, p in zip(records, predictions)))
+        """CLUE classification submissions: `{"id": …, "label": "<label string>"}` per line (tnews adds its
+        `label_desc`)."""
+
+        def row(record, prediction):
+            label = self.labels[prediction]
+            out = {"id": _json_id(record["id"]), "label": label}
+            if self.clue_task == "tnews":
+                out["label_desc"] = clue.TNEWS_DESCRIPTIONS[label]
+            return out
+
+        _write_lines(path, (row(r, p) for r, p in zip(records, predictions)))
 
 
 @dataclasses.dataclass
