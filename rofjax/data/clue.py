@@ -65,6 +65,18 @@ CHID_OTHER_BLANK = "_____"
 CHID_TAG = re.compile(r"#idiom\d+#")
 
 
+def write_json_lines(path, rows) -> None:
+    """One JSON object per line, UTF-8, Chinese unescaped (CLUE's file and submission layout)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_json(path, value, indent: int | None = None) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False, indent=indent)
+
+
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown CLUE task {task!r}; expected one of {list(TASKS)}.")

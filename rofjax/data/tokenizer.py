@@ -108,11 +108,15 @@ class Tokenizer:
     def encode_pieces(self, pieces: Sequence[str], maxlen: int | None = None):
         """`[CLS] p1 [SEP] p2 [SEP] … [SEP]` ids (segment ids all 0, as the CLUE recipes feed them); with `maxlen`
         the longest piece loses its last token until the whole fits (bert4keras `truncate_sequences`)."""
-        encoded = [self.encode_plain(p)[0] for p in pieces]
+        return self.join_pieces([self.encode_plain(p)[0] for p in pieces], maxlen)
+
+    def join_pieces(self, encoded: Sequence[Sequence[int]], maxlen: int | None = None):
+        """`encode_pieces` for pieces already tokenised (left unchanged)."""
+        encoded = [list(piece) for piece in encoded]
         if maxlen is not None:
-            if maxlen < 2 * len(pieces) + 1:
-                raise ValueError(f"maxlen={maxlen} leaves no room for {len(pieces)} pieces and their special tokens.")
-            budget = maxlen - len(pieces) - 1
+            if maxlen < 2 * len(encoded) + 1:
+                raise ValueError(f"maxlen={maxlen} leaves no room for {len(encoded)} pieces and their special tokens.")
+            budget = maxlen - len(encoded) - 1
             while sum(map(len, encoded)) > budget:
                 longest = max(range(len(encoded)), key=lambda i: len(encoded[i]))
                 encoded[longest].pop()

@@ -76,19 +76,10 @@ class ClassificationTask:
                                 **kwargs)
 
     def loss(self, params, batch, rng, step):
-        logits = self._logits(params, batch, rng=rng, step=step)
-        weights = batch["weights"]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-        denominator = jnp.maximum(jnp.sum(weights), 1e-7)
-        correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32)
-        return jnp.sum(ce * weights) / denominator, {"accuracy": jnp.sum(correct * weights) / denominator}
+        return weighted_loss_and_accuracy(self._logits(params, batch, rng=rng, step=step), batch)
 
     def eval_sums(self, params, batch):
-        logits = self._logits(params, batch)
-        weights = batch["weights"]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-        correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32)
-        return {"loss": jnp.sum(ce * weights), "correct": jnp.sum(correct * weights), "count": jnp.sum(weights)}
+        return weighted_sums(self._logits(params, batch), batch)
 
     @staticmethod
     def summarize(sums: dict) -> dict:
@@ -99,6 +90,20 @@ class ClassificationTask:
     def flops_per_example(self) -> float:
         """Training FLOPs of one example (forward + backward ≈ 3 × 2 × matmul FLOPs), encoder only."""
         return 3 * encoder_forward_flops(self.model_config, self.max_length)
+
+
+def weighted_sums(logits, batch) -> dict:
+    """Σ weight·CE, Σ weight·[argmax = label] and Σ weight over a batch (padding rows have weight 0)."""
+    weights = batch["weights"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+    correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32)
+    return {"loss": jnp.sum(ce * weights), "correct": jnp.sum(correct * weights), "count": jnp.sum(weights)}
+
+
+def weighted_loss_and_accuracy(logits, batch):
+    sums = weighted_sums(logits, batch)
+    denominator = jnp.maximum(sums["count"], 1e-7)
+    return sums["loss"] / denominator, {"accuracy": sums["correct"] / denominator}
 
 
 def encoder_forward_flops(config: ModelConfig, length: int) -> float:

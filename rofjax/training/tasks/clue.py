@@ -28,7 +28,12 @@ from rofjax.data import clue
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.metrics import cmrc2018_scores
 from rofjax.models import ModelConfig, MultipleChoice, SpanClassifier
-from rofjax.training.tasks.classification import ClassificationTask, encoder_forward_flops
+from rofjax.training.tasks.classification import (
+    ClassificationTask,
+    encoder_forward_flops,
+    weighted_loss_and_accuracy,
+    weighted_sums,
+)
 from rofjax.training.tasks.text_spans import padded_ids
 
 
@@ -39,15 +44,6 @@ def _json_id(text: str):
         return text
 
 
-def _write_lines(path: str, rows) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _write_json(path: str, value) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, indent=0)
 
 
 def _require_label(record: dict, task: str) -> int:
@@ -115,7 +111,7 @@ class ClueClassificationTask(ClassificationTask, _BatchedPrediction):
                 out["label_desc"] = clue.TNEWS_DESCRIPTIONS[label]
             return out
 
-        _write_lines(path, (row(r, p) for r, p in zip(records, predictions)))
+        clue.write_json_lines(path, (row(r, p) for r, p in zip(records, predictions)))
 
 
 @dataclasses.dataclass
@@ -132,8 +128,14 @@ class MultipleChoiceTask(_BatchedPrediction):
     def __post_init__(self):
         self.model = MultipleChoice(self.model_config)
 
-    def pieces(self, record: dict, choice: str) -> list[int]:
-        return self.tokenizer.encode_pieces([record["passage"], record["question"], choice], maxlen=self.max_length)
+    def context(self, record: dict) -> list[list[int]]:
+        """The token ids every choice shares, tokenised once per example."""
+        return [self.tokenizer.encode_plain(record["passage"])[0], self.tokenizer.encode_plain(record["question"])[0]]
+
+    def pieces(self, record: dict, choice: str, context: list[list[int]] | None = None) -> list[int]:
+        passage, question = context or self.context(record)
+        return self.tokenizer.join_pieces([passage, question, self.tokenizer.encode_plain(choice)[0]],
+                                          maxlen=self.max_length)
 
     def choices(self, record: dict) -> list[str]:
         options = list(record["choices"])
@@ -143,7 +145,8 @@ class MultipleChoiceTask(_BatchedPrediction):
         return options + [clue.C3_PADDING_CHOICE] * (self.num_choices - len(options))
 
     def _encode(self, record: dict, label: int) -> dict:
-        rows = [self.pieces(record, choice) for choice in self.choices(record)]
+        context = self.context(record)
+        rows = [self.pieces(record, choice, context) for choice in self.choices(record)]
         return {"input_ids": padded_ids(rows, self.num_choices, self.max_length), "labels": np.int32(label),
                 "weights": np.float32(1.0)}
 
@@ -166,19 +169,10 @@ class MultipleChoiceTask(_BatchedPrediction):
                                 rngs=None if deterministic else {"dropout": rng})
 
     def loss(self, params, batch, rng, step):
-        scores = self._scores(params, batch, rng)
-        weights = batch["weights"]
-        ce = optax.softmax_cross_entropy_with_integer_labels(scores, batch["labels"])
-        denominator = jnp.maximum(jnp.sum(weights), 1e-7)
-        correct = (jnp.argmax(scores, -1) == batch["labels"]).astype(jnp.float32)
-        return jnp.sum(ce * weights) / denominator, {"accuracy": jnp.sum(correct * weights) / denominator}
+        return weighted_loss_and_accuracy(self._scores(params, batch, rng), batch)
 
     def eval_sums(self, params, batch):
-        scores = self._scores(params, batch)
-        weights = batch["weights"]
-        ce = optax.softmax_cross_entropy_with_integer_labels(scores, batch["labels"])
-        correct = (jnp.argmax(scores, -1) == batch["labels"]).astype(jnp.float32)
-        return {"loss": jnp.sum(ce * weights), "correct": jnp.sum(correct * weights), "count": jnp.sum(weights)}
+        return weighted_sums(self._scores(params, batch), batch)
 
     summarize = staticmethod(ClassificationTask.summarize)
 
@@ -191,7 +185,7 @@ class MultipleChoiceTask(_BatchedPrediction):
 
     def write_submission(self, path: str, records, predictions) -> None:
         """c3: `{"id": …, "label": <choice index>}` per line."""
-        _write_lines(path, ({"id": _json_id(r["id"]), "label": int(p)} for r, p in zip(records, predictions)))
+        clue.write_json_lines(path, ({"id": _json_id(r["id"]), "label": int(p)} for r, p in zip(records, predictions)))
 
     def flops_per_example(self) -> float:
         return 3 * self.num_choices * encoder_forward_flops(self.model_config, self.max_length)
@@ -213,9 +207,11 @@ class ChidTask(MultipleChoiceTask):
                              f"{self.num_choices}.")
         return options + [clue.CHID_OTHER_BLANK] * (self.num_choices - len(options))
 
-    def pieces(self, record: dict, choice: str) -> list[int]:
-        left, _ = self.tokenizer.encode_plain(record["left"])
-        right, _ = self.tokenizer.encode_plain(record["right"])
+    def context(self, record: dict) -> list[list[int]]:
+        return [self.tokenizer.encode_plain(record["left"])[0], self.tokenizer.encode_plain(record["right"])[0]]
+
+    def pieces(self, record: dict, choice: str, context: list[list[int]] | None = None) -> list[int]:
+        left, right = context or self.context(record)
         middle, _ = self.tokenizer.encode_plain(choice)
         room = max(self.max_length - 4 - len(middle), 0)
         keep_left = min(len(left), max(room // 2, room - len(right)))
@@ -264,7 +260,7 @@ class ChidTask(MultipleChoiceTask):
 
     def write_submission(self, path: str, records, predictions) -> None:
         """chid: one JSON object `{"#idiomNNNNNN#": candidate index}`."""
-        _write_json(path, {r["id"]: int(p) for r, p in zip(records, predictions)})
+        clue.write_json(path, {r["id"]: int(p) for r, p in zip(records, predictions)}, indent=0)
 
 
 @dataclasses.dataclass
@@ -384,7 +380,7 @@ class ReadingComprehensionTask(_BatchedPrediction):
 
     def write_submission(self, path: str, records, predictions) -> None:
         """cmrc2018: one JSON object `{question id: answer text}`."""
-        _write_json(path, {r["id"]: p for r, p in zip(records, predictions)})
+        clue.write_json(path, {r["id"]: p for r, p in zip(records, predictions)}, indent=0)
 
     def flops_per_example(self) -> float:
         return 3 * encoder_forward_flops(self.model_config, self.max_length)
