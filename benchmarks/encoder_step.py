@@ -1,15 +1,29 @@
 """Training-step throughput: rofjax vs Hugging Face PyTorch RoFormer on the same model, measured in one run.
 
-A step is forward, backward and an AdamW update of a RoFormer masked-LM (L=4, H=256, A=4, FFN=1024, vocab 8000),
-batch 16 × 128 tokens, fp32, dropout 0.1 active, 15% of the tokens labelled. Both frameworks use the same number
-of threads. Rounds alternate between the two so that a noisy neighbour slows both alike; the medians are compared.
+A step is forward, backward and an AdamW update of a RoFormer masked-LM with dropout 0.1 (hidden and attention)
+active and 15% of the tokens labelled. Rounds alternate between the runners so that a noisy neighbour slows all
+alike; the medians are compared against the first baseline.
 
-    python benchmarks/encoder_step.py                 # defaults above
-    python benchmarks/encoder_step.py --rounds 3 --steps 3 --variants baseline    # quick
+    python benchmarks/encoder_step.py                  # CPU: L=4, H=256, A=4, FFN 1024, vocab 8000, 16 × 128, fp32
+    python benchmarks/encoder_step.py --device gpu     # GPU: RoFormer base, vocab 12000, 32 × 512, bf16 compute
+    python benchmarks/encoder_step.py --device gpu --sections step,trainer,long,compile --json out.json
 
-Variants of the rofjax step (each computes the same loss and the same update):
-  all_logits     vocabulary logits for every token, as the PyTorch model computes them
-  masked_logits  the MLM head and vocabulary projection only at the labelled positions
+Sections:
+  step     rofjax variants vs PyTorch eager (and `torch.compile` on GPU); ms/step, tokens/s, MFU, peak memory
+  trainer  RoFormerV2 base through the real `Trainer` and `MaskedLMTask` (packed-document masks, gathered head)
+  long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
+  compile  compile time of 24 vs 2 scanned layers
+
+MFU is model FLOPs (matmuls of forward + backward = 3 × forward, counted by `encoder_forward_flops` plus the
+vocabulary projection) over the device's peak dense bf16 FLOP/s. rofjax's peak memory is what XLA's compiled
+step reserves (arguments + outputs + temporaries − donated aliases); PyTorch's is `max_memory_allocated`.
+
+Variants of the rofjax step (names joined by `+`; each computes the same loss):
+  all_logits / masked_logits  vocabulary logits for every token, or the MLM head only at the labelled positions
+  xla / cudnn                 attention kernel (`attention_implementation`)
+  gather / one_hot            embedding-gradient method (`embedding_lookup`)
+  fused_dropout               attention dropout inside the cuDNN kernel; no_attn_dropout: attention dropout 0
+  unrolled                    layers not scanned; rbg: the `unsafe_rbg` PRNG for dropout masks
 """
 
 from __future__ import annotations
@@ -21,26 +35,57 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 THREADS_DEFAULT = os.cpu_count() or 1
+PEAK_BF16 = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
+             "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
+GPU_VARIANTS = ("all_logits+xla+gather,all_logits+xla+one_hot,all_logits+cudnn+one_hot+fused_dropout,"
+                "masked_logits+cudnn+one_hot+fused_dropout,masked_logits+cudnn+one_hot+no_attn_dropout,"
+                "masked_logits+cudnn+one_hot+fused_dropout+unrolled")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--sections", default=None, help="comma list of step,trainer,long,compile")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per round and framework")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round and runner")
     parser.add_argument("--threads", type=int, default=THREADS_DEFAULT)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=128)
-    parser.add_argument("--variants", default="all_logits,masked_logits")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--length", type=int, default=None)
+    parser.add_argument("--variants", default=None)
+    parser.add_argument("--no-torch-compile", action="store_true")
+    parser.add_argument("--unrolled", action="store_true",
+                        help="never scan attention layers (cuDNN attention inside a scanned layer is not run)")
+    parser.add_argument("--long-lengths", default="512,2048,8192", help="sequence lengths of the long section")
+    parser.add_argument("--long-tokens", type=int, default=16384, help="tokens per step in the long section")
+    parser.add_argument("--profile", help="write a device trace of one rofjax variant to this folder")
+    parser.add_argument("--profile-variant", default="masked_logits+cudnn+one_hot+fused_dropout",
+                        help="the variant traced (the first rofjax variant when it is not among --variants)")
     parser.add_argument("--json", help="also write the results to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    gpu = args.device == "gpu"
+    args.sections = args.sections or ("step,trainer,long,compile" if gpu else "step")
+    args.batch = args.batch or (32 if gpu else 16)
+    args.length = args.length or (512 if gpu else 128)
+    args.variants = args.variants or (GPU_VARIANTS if gpu else "all_logits,masked_logits")
+    args.shape = (dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, vocab_size=12000)
+                  if gpu else dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
+                                   vocab_size=8000))
+    args.dtype = "bfloat16" if gpu else "float32"
+    return args
 
 
-def configure_threads(threads: int):
-    # Set before jax/torch are imported: XLA's CPU thread pool and torch's intra-op pool get the same size.
-    flags = os.environ.get("XLA_FLAGS", "")
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}"
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+def configure(args):
+    # Set before jax/torch are imported.
+    if args.device == "cpu":
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}"
+        os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    else:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")   # PyTorch shares the GPU
 
 
 def make_batch(batch, length, vocab, seed=0):
@@ -55,67 +100,118 @@ def make_batch(batch, length, vocab, seed=0):
     return ids, np.zeros_like(ids), labels
 
 
-def torch_step_fn(ids, segments, labels, threads):
+def model_flops(shape, batch, length, predictions, transform_head=True):
+    from rofjax.models import family_config
+    from rofjax.training.tasks.classification import encoder_forward_flops
+
+    cfg = family_config("roformer", **shape)
+    E, V = cfg.hidden_size, cfg.vocab_size
+    head = predictions * (2 * E * V + (2 * E * E if transform_head else 0))
+    return 3 * (batch * encoder_forward_flops(cfg, length) + head)
+
+
+# Runners -------------------------------------------------------------------------------------------------------
+def torch_runner(args, ids, segments, labels, compiled):
     import torch
     import transformers
 
-    torch.set_num_threads(threads)
+    gpu = args.device == "gpu"
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = transformers.RoFormerConfig(vocab_size=8000, hidden_size=256, num_hidden_layers=4,
-                                         num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512)
-    model = transformers.RoFormerForMaskedLM(config).train()
+    device = "cuda" if gpu else "cpu"
+    config = transformers.RoFormerConfig(**{"vocab_size": args.shape["vocab_size"],
+                                            "hidden_size": args.shape["hidden_size"],
+                                            "num_hidden_layers": args.shape["num_layers"],
+                                            "num_attention_heads": args.shape["num_heads"],
+                                            "intermediate_size": args.shape["intermediate_size"]},
+                                         max_position_embeddings=max(512, args.length))
+    model = transformers.RoFormerForMaskedLM(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    inputs = dict(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
-                  attention_mask=torch.tensor((ids != 0).astype("int64")),
-                  labels=torch.tensor(labels).masked_fill(torch.tensor(labels) == 0, -100))
+    t = lambda a: torch.tensor(a).to(device)
+    inputs = dict(input_ids=t(ids), token_type_ids=t(segments), attention_mask=t((ids != 0).astype("int64")),
+                  labels=t(labels).masked_fill(t(labels) == 0, -100))
+
+    def loss_fn():
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=gpu):
+            return model(**inputs).loss
+
+    forward = torch.compile(loss_fn) if compiled else loss_fn
 
     def step():
-        loss = model(**inputs).loss
+        loss = forward()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return float(loss)
 
-    return step
+    def peak_bytes():
+        return torch.cuda.max_memory_allocated() if gpu else None
+
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+    return step, peak_bytes
 
 
-def jax_step_fn(ids, segments, labels, variant):
+def variant_config(args, variant):
+    from rofjax.models import family_config
+
+    parts = set(variant.split("+"))
+    known = {"all_logits", "masked_logits", "xla", "cudnn", "gather", "one_hot", "fused_dropout", "no_attn_dropout",
+             "unrolled", "rbg", "auto"}
+    if parts - known:
+        raise SystemExit(f"unknown variant part(s) {sorted(parts - known)} in {variant!r}; known: {sorted(known)}")
+    values = dict(args.shape, dtype=args.dtype,
+                  scan_layers=args.device == "gpu" and "unrolled" not in parts and not args.unrolled,
+                  attention_implementation="cudnn" if "cudnn" in parts else "xla" if "xla" in parts else "auto",
+                  embedding_lookup="one_hot" if "one_hot" in parts else "gather" if "gather" in parts else "auto",
+                  fused_attention_dropout="fused_dropout" in parts,
+                  max_position_embeddings=max(512, args.length))
+    if "no_attn_dropout" in parts:
+        values["attention_dropout_rate"] = 0.0
+    return family_config("roformer", **values), parts
+
+
+def compiled_bytes(compiled):
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                   - m.alias_size_in_bytes)
+    except Exception:   # noqa: BLE001 (not every backend reports it)
+        return None
+
+
+def jax_runner(args, ids, segments, labels, variant):
     import jax
     import jax.numpy as jnp
     import optax
     from flax import linen as nn
 
     from rofjax.losses import masked_lm_crossentropy
-    from rofjax.models import Encoder, family_config
+    from rofjax.models import Encoder
+    from rofjax.nn.embedding import gather_positions
 
-    config = family_config("roformer", vocab_size=8000, hidden_size=256, num_layers=4, num_heads=4,
-                           intermediate_size=1024)
+    config, parts = variant_config(args, variant)
     model = Encoder(config)
-    if variant not in ("all_logits", "masked_logits"):
-        raise SystemExit(f"unknown variant {variant!r}; expected all_logits or masked_logits")
-    key = jax.random.key(0)
-    params = nn.unbox(model.init(key, ids, method=Encoder.masked_lm))["params"]
+    key = jax.random.key(0, impl="unsafe_rbg" if "rbg" in parts else None)
+    params = nn.unbox(model.init(jax.random.key(0), ids, method=Encoder.masked_lm))["params"]
     optimizer = optax.adamw(1e-4, weight_decay=0.01)
     opt_state = optimizer.init(params)
     ids, segments, labels = map(jnp.asarray, (ids, segments, labels))
-    flat = weights = None
-    if variant == "masked_logits":
-        # The labelled positions, padded to a fixed count (as a pipeline would) with zero-weight fillers.
-        count = int((labels != 0).sum())
-        flat = jnp.flatnonzero(labels.reshape(-1) != 0, size=count + 8, fill_value=0)
-        weights = (jnp.arange(count + 8) < count).astype(jnp.float32)[None]
+    count = int((labels != 0).sum())
+    # The labelled positions per example, padded to a fixed count (as the MLM pipeline does) with weight 0.
+    per_row = int((labels != 0).sum(1).max())
+    order = jnp.argsort(labels == 0, axis=1, stable=True)[:, :per_row]
+    picked_weights = (jnp.take_along_axis(labels, order, 1) != 0).astype(jnp.float32)
 
     def loss_fn(p, rng):
-        hidden = model.apply({"params": p}, ids, segments, deterministic=False, rngs={"dropout": rng})
-        if flat is None:
-            logits = model.apply({"params": p}, hidden, deterministic=False, rngs={"dropout": rng},
-                                 method=Encoder.mlm_logits)
+        rngs = {"dropout": rng}
+        hidden = model.apply({"params": p}, ids, segments, deterministic=False, rngs=rngs)
+        if "masked_logits" not in parts:
+            logits = model.apply({"params": p}, hidden, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
             return masked_lm_crossentropy(labels, logits)
-        picked = hidden.reshape(-1, hidden.shape[-1])[flat][None]
-        picked_labels = labels.reshape(-1)[flat][None]
-        logits = model.apply({"params": p}, picked, deterministic=False, rngs={"dropout": rng},
-                             method=Encoder.mlm_logits)
-        return masked_lm_crossentropy(picked_labels, logits, weights)
+        picked = gather_positions(hidden, order, method=config.embedding_lookup)
+        logits = model.apply({"params": p}, picked, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
+        return masked_lm_crossentropy(jnp.take_along_axis(labels, order, 1), logits, picked_weights)
 
     def train_step(p, state, rng):
         rng, step_rng = jax.random.split(rng)
@@ -123,14 +219,16 @@ def jax_step_fn(ids, segments, labels, variant):
         updates, state = optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, rng, loss
 
-    train_step = jax.jit(train_step, donate_argnums=(0, 1))
+    compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, key).compile()
     carry = {"params": params, "opt": opt_state, "rng": key}
 
     def step():
-        carry["params"], carry["opt"], carry["rng"], loss = train_step(carry["params"], carry["opt"], carry["rng"])
+        carry["params"], carry["opt"], carry["rng"], loss = compiled(carry["params"], carry["opt"], carry["rng"])
         return float(loss)
 
-    return step
+    reserved = compiled_bytes(compiled)
+    del count
+    return step, lambda: reserved
 
 
 def timed(step, steps):
@@ -140,45 +238,280 @@ def timed(step, steps):
     return (time.perf_counter() - start) / steps
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    configure_threads(args.threads)
+def peak_flops(args):
     import jax
 
-    ids, segments, labels = make_batch(args.batch, args.length, 8000)
+    if args.device != "gpu":
+        return None
+    return PEAK_BF16.get(jax.devices()[0].device_kind)
+
+
+def gib(n):
+    return None if n is None else n / 2**30
+
+
+def section_step(args, results):
+    import jax
+    import numpy as np
+
+    ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
     tokens = args.batch * args.length
-    variants = [v for v in args.variants.split(",") if v]
-    runners = {"pytorch": torch_step_fn(ids, segments, labels, args.threads)}
-    for variant in variants:
-        runners[f"rofjax[{variant}]"] = jax_step_fn(ids, segments, labels, variant)
+    runners, memory = {}, {}
+    baselines = ["pytorch"]
+    runners["pytorch"], memory["pytorch"] = torch_runner(args, ids, segments, labels, compiled=False)
+    if args.device == "gpu" and not args.no_torch_compile:
+        runners["pytorch[compile]"], memory["pytorch[compile]"] = torch_runner(args, ids, segments, labels, True)
+        baselines.append("pytorch[compile]")
     first_losses = {}
-    for name, step in runners.items():           # compile / warm up
+    for variant in [v for v in args.variants.split(",") if v]:
+        name = f"rofjax[{variant}]"
+        try:
+            runners[name], memory[name] = jax_runner(args, ids, segments, labels, variant)
+        except Exception as e:  # noqa: BLE001 (report and go on: one failing variant must not hide the rest)
+            print(f"FAILED {name}: {type(e).__name__}: {str(e)[:400]}", flush=True)
+            results.setdefault("failures", {})[name] = f"{type(e).__name__}: {str(e)[:400]}"
+    for name, step in list(runners.items()):
+        start = time.perf_counter()
         first_losses[name] = step()
         step()
-        print(f"warmed up {name}", file=sys.stderr)
-    # Same initialisation and dropout stream: the rofjax variants must start from the same loss.
-    jax_losses = [v for k, v in first_losses.items() if k.startswith("rofjax")]
-    print("first-step loss: " + ", ".join(f"{k} {v:.5f}" for k, v in first_losses.items()))
-    if max(jax_losses) - min(jax_losses) > 1e-3:
-        raise SystemExit("rofjax variants disagree on the loss; the comparison would be meaningless")
+        print(f"warmed up {name} in {time.perf_counter() - start:.1f} s (first loss {first_losses[name]:.4f})",
+              file=sys.stderr, flush=True)
+    if args.profile:
+        wanted = f"rofjax[{args.profile_variant}]"
+        first = wanted if wanted in runners else next(n for n in runners if n.startswith("rofjax"))
+        print(f"tracing {first} into {args.profile}", file=sys.stderr, flush=True)
+        jax.profiler.start_trace(args.profile, create_perfetto_trace=True)
+        for _ in range(3):
+            runners[first]()
+        jax.profiler.stop_trace()
     times = {name: [] for name in runners}
     for round_index in range(args.rounds):
         for name, step in runners.items():
             times[name].append(timed(step, args.steps))
         print(f"round {round_index + 1}/{args.rounds}: " +
-              ", ".join(f"{n} {t[-1] * 1e3:.0f} ms" for n, t in times.items()), file=sys.stderr)
-    baseline = statistics.median(times["pytorch"])
-    print(f"threads={args.threads} batch={args.batch} length={args.length} jax={jax.__version__} "
-          f"devices={jax.devices()[0].platform}")
-    results = {}
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        results[name] = {"step_ms": median * 1e3, "tokens_per_s": tokens / median, "ratio": baseline / median}
-        print(f"{name:24s} {median * 1e3:8.1f} ms/step {tokens / median:10.0f} tokens/s   "
-              f"ratio vs pytorch {baseline / median:5.2f}x")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
+              ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()), file=sys.stderr, flush=True)
+    peak = peak_flops(args)
+    all_predictions = args.batch * args.length
+    flops = model_flops(args.shape, args.batch, args.length, all_predictions)
+    print(f"\n== step: RoFormer {args.shape} batch {args.batch}×{args.length} {args.dtype} dropout 0.1, "
+          f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
+    out = {}
+    medians = {n: statistics.median(t) for n, t in times.items()}
+    for name, median in medians.items():
+        row = {"step_ms": median * 1e3, "tokens_per_s": tokens / median,
+               "model_tflops": flops / median / 1e12, "mfu": flops / median / peak if peak else None,
+               "peak_gib": gib(memory[name]()), "first_loss": first_losses[name]}
+        for base in baselines:
+            row[f"ratio_vs_{base}"] = medians[base] / median
+        out[name] = row
+        ratios = " ".join(f"{row[f'ratio_vs_{b}']:5.2f}x vs {b}" for b in baselines)
+        mfu = f"MFU {row['mfu']:.1%}" if row["mfu"] is not None else ""
+        mem = f"{row['peak_gib']:.1f} GiB" if row["peak_gib"] is not None else ""
+        print(f"{name:58s} {median * 1e3:8.1f} ms {tokens / median:9.0f} tok/s {mfu:10s} {mem:9s} {ratios}")
+    print(f"(MFU counts the vocabulary projection for every token, {flops / 1e12:.2f} TFLOP per step, for every "
+          f"row, so the masked-logits rows are compared on the same work)")
+    results["step"] = out
+    del np
+
+
+def section_trainer(args, results):
+    import jax
+    import numpy as np
+    import optax
+
+    from rofjax.data.tokenizer import Tokenizer
+    from rofjax.models import get_preset
+    from rofjax.parallel.mesh import create_mesh, global_batch
+    from rofjax.training.state import Trainer
+    from rofjax.training.tasks.mlm import MaskedLMTask
+
+    vocab = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rofjax", "data", "vocab",
+                         "snownlp_char.txt")
+    out = {}
+    for name, overrides in (("roformer_v2_base", {}),
+                            ("roformer_v2_base+fused_dropout", {"fused_attention_dropout": True})):
+        config = get_preset("roformer_v2_chinese_char_base", dtype=args.dtype,
+                            **{"scan_layers": not args.unrolled, **overrides})
+        task = MaskedLMTask(config, Tokenizer(vocab), max_length=args.length)
+        mesh = create_mesh()
+        trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh)
+        state = trainer.init_state(0, args.batch)
+        rng = np.random.default_rng(0)
+        batch = task.init_batch(args.batch)
+        batch["input_ids"] = rng.integers(5, config.vocab_size, size=batch["input_ids"].shape).astype(np.int32)
+        P = task.max_predictions
+        batch["masked_positions"] = np.sort(rng.choice(args.length, size=(args.batch, P)), axis=1).astype(np.int32)
+        batch["masked_labels"] = rng.integers(1, config.vocab_size, size=(args.batch, P)).astype(np.int32)
+        batch["masked_weights"] = np.ones((args.batch, P), np.float32)
+        batch = global_batch(batch, mesh)
+        start = time.perf_counter()
+        state, metrics = trainer.train_step(state, batch)
+        jax.block_until_ready(metrics)
+        compile_s = time.perf_counter() - start
+        samples = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                state, metrics = trainer.train_step(state, batch)
+            jax.block_until_ready(metrics)
+            samples.append((time.perf_counter() - start) / args.steps)
+        seconds = statistics.median(samples)
+        peak = peak_flops(args)
+        flops = args.batch * task.flops_per_example()
+        out[name] = {"step_ms": seconds * 1e3, "tokens_per_s": args.batch * args.length / seconds,
+                     "mfu": flops / seconds / peak if peak else None, "compile_s": compile_s,
+                     "loss": float(metrics["loss"])}
+        print(f"== trainer {name} {args.batch}×{args.length}: {seconds * 1e3:.1f} ms/step, "
+              f"{args.batch * args.length / seconds:.0f} tok/s, MFU "
+              f"{'n/a' if not peak else f'{flops / seconds / peak:.1%}'} "
+              f"(3 × (encoder forward + {P} predictions × 2·E·V) per example = {task.flops_per_example() / 1e9:.1f} "
+              f"GFLOP), first compile {compile_s:.1f} s", flush=True)
+        del state, trainer
+    results["trainer"] = out
+
+
+def long_step(args, config, batch, length):
+    """Compiled MLM train step of an encoder on random ids; returns (ms/step, reserved GiB)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import linen as nn
+
+    from rofjax.losses import masked_lm_crossentropy
+    from rofjax.models import Encoder
+    from rofjax.nn.embedding import gather_positions
+
+    model = Encoder(config)
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(5, config.vocab_size, size=(batch, length)), jnp.int32)
+    P = max(1, int(length * 0.15))
+    positions = jnp.asarray(np.sort(rng.choice(length, size=(batch, P)), axis=1), jnp.int32)
+    labels = jnp.take_along_axis(ids, positions, 1)
+    params = jax.jit(lambda: nn.unbox(model.init(jax.random.key(0), ids[:, :8], method=Encoder.masked_lm)))()
+    params = params["params"]
+    tx = optax.adamw(1e-4)
+    opt = tx.init(params)
+
+    def step(p, o, key):
+        def loss_fn(p):
+            hidden = model.apply({"params": p}, ids, deterministic=False, rngs={"dropout": key})
+            picked = gather_positions(hidden, positions, method=config.embedding_lookup)
+            logits = model.apply({"params": p}, picked, method=Encoder.mlm_logits)
+            return masked_lm_crossentropy(labels, logits)
+
+        loss, grads = jax.value_and_grad(loss_fn)(p)
+        updates, o = tx.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, jax.random.fold_in(key, 1), loss
+
+    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt, jax.random.key(1)).compile()
+    reserved = compiled_bytes(compiled)
+    key = jax.random.key(1)
+    params, opt, key, loss = compiled(params, opt, key)
+    float(loss)
+    samples = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        for _ in range(max(1, args.steps // 2)):
+            params, opt, key, loss = compiled(params, opt, key)
+        float(loss)
+        samples.append((time.perf_counter() - start) / max(1, args.steps // 2))
+    return statistics.median(samples) * 1e3, gib(reserved)
+
+
+def section_long(args, results):
+    from rofjax.models import get_preset
+
+    out = {}
+    tokens = args.long_tokens
+    for length in (int(n) for n in args.long_lengths.split(",")):
+        batch = max(1, tokens // length)
+        for family in ("roformer_v2", "gau_alpha"):
+            preset = "roformer_v2_chinese_char_base" if family == "roformer_v2" else "gau_alpha_chinese_char_base"
+            extra = {"gau_chunk_size": 256} if family == "gau_alpha" and length >= 8192 else {}
+            scan = family == "gau_alpha" or not args.unrolled
+            config = get_preset(preset, dtype=args.dtype, scan_layers=scan, **extra)
+            name = f"{family}@{batch}x{length}" + ("+chunk256" if extra else "")
+            try:
+                ms, reserved = long_step(args, config, batch, length)
+            except Exception as e:   # noqa: BLE001 (an out-of-memory shape is a result)
+                print(f"== long {name}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
+                out[name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+                continue
+            out[name] = {"step_ms": ms, "tokens_per_s": batch * length / ms * 1e3, "peak_gib": reserved}
+            print(f"== long {name}: {ms:.1f} ms/step, {batch * length / ms * 1e3:.0f} tok/s, "
+                  f"{reserved:.2f} GiB", flush=True)
+    results["long"] = out
+
+
+def compile_seconds(args, layers):
+    """Seconds to lower and compile the MLM train step of a scanned RoFormerV2 base with `layers` layers."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import linen as nn
+
+    from rofjax.losses import masked_lm_crossentropy
+    from rofjax.models import Encoder, get_preset
+
+    config = get_preset("roformer_v2_chinese_char_base", num_layers=layers, dtype=args.dtype, scan_layers=True)
+    model = Encoder(config)
+    ids = jnp.ones((args.batch, args.length), jnp.int32)
+    params = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), ids, method=Encoder.masked_lm)))
+    params = params["params"]
+    tx = optax.adamw(1e-4)
+    opt = jax.eval_shape(tx.init, params)
+
+    def step(p, o, key):
+        def loss_fn(p):
+            logits = model.apply({"params": p}, ids, deterministic=False, rngs={"dropout": key},
+                                 method=Encoder.masked_lm)
+            return masked_lm_crossentropy(ids, logits)
+
+        loss, grads = jax.value_and_grad(loss_fn)(p)
+        updates, o = tx.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    start = time.perf_counter()
+    jax.jit(step).lower(params, opt, jax.random.key(0)).compile()
+    return time.perf_counter() - start
+
+
+def section_compile(args, results):
+    out = {f"layers_{layers}": compile_seconds(args, layers) for layers in (2, 24)}
+    out["ratio_24_over_2"] = out["layers_24"] / out["layers_2"]
+    print(f"== compile (scan_layers): 2 layers {out['layers_2']:.1f} s, 24 layers {out['layers_24']:.1f} s, "
+          f"ratio {out['ratio_24_over_2']:.2f} (goal ≤ 1.5)", flush=True)
+    results["compile"] = out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configure(args)
+    import jax
+
+    if args.device == "gpu" and jax.default_backend() != "gpu":
+        raise SystemExit(f"--device gpu but JAX runs on {jax.default_backend()}")
+    results = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "batch": args.batch,
+               "length": args.length, "dtype": args.dtype,
+               "date": time.strftime("%Y-%m-%d")}
+    sections = {"step": section_step, "trainer": section_trainer, "long": section_long,
+                "compile": section_compile}
+    for name in args.sections.split(","):
+        if name not in sections:
+            raise SystemExit(f"unknown section {name!r}; expected {sorted(sections)}")
+        try:
+            sections[name](args, results)
+        except Exception as e:   # noqa: BLE001 (later sections still run; the failure is reported)
+            import traceback
+
+            traceback.print_exc()
+            results.setdefault("failures", {})[name] = f"{type(e).__name__}: {str(e)[:400]}"
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=2)
+    if results.get("failures"):
+        print("failures: " + json.dumps(results["failures"], indent=1))
 
 
 if __name__ == "__main__":

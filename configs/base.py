@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.doc_stride = 128                       # cmrc2018: tokens between the starts of context windows
     c.word_level = False                     # RoFormer v1 word vocabulary: jieba words (HMM off) + characters
     c.pack = True
+    c.max_documents = 32                     # mlm packing: documents per row at most (fused attention segments)
     c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
     c.optim = ml_collections.ConfigDict({
         "name": "adamw", "lr": 1e-3, "warmup_steps": 0, "decay": "linear", "end_lr_ratio": 0.0,

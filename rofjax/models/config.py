@@ -76,6 +76,10 @@ class ModelConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False
     remat_policy: str = "none"
+    # Accelerator paths; each computes the same function as the reference path (tests compare them).
+    attention_implementation: str = "auto"  # auto | xla | cudnn: flash attention on GPU for bf16/fp16 softmax
+    fused_attention_dropout: bool = False   # attention dropout inside the cuDNN kernel (its own random masks)
+    embedding_lookup: str = "auto"          # auto | gather | one_hot: how the embedding gradient is formed
 
     def __post_init__(self):
         problems = []
@@ -94,6 +98,11 @@ class ModelConfig:
         check("mlm_head", MLM_HEADS)
         check("remat_policy", REMAT_POLICIES)
         check("dtype", DTYPES)
+        from rofjax.nn.attention import ATTENTION_IMPLEMENTATIONS
+        from rofjax.nn.embedding import LOOKUPS
+
+        check("attention_implementation", ATTENTION_IMPLEMENTATIONS)
+        check("embedding_lookup", LOOKUPS)
         check("param_dtype", DTYPES)
         from rofjax.nn.activations import ACTIVATIONS
         from rofjax.nn.attention import NORMALIZATIONS

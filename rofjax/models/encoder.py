@@ -20,8 +20,9 @@ from flax import linen as nn
 from rofjax.models.config import ModelConfig
 from rofjax.models.initializers import kernel_initializer
 from rofjax.nn.activations import get_activation
-from rofjax.nn.attention import MultiHeadAttention
+from rofjax.nn.attention import MultiHeadAttention, document_mask
 from rofjax.nn.dropout import Dropout
+from rofjax.nn.embedding import TokenEmbedding
 from rofjax.nn.feedforward import FeedForward
 from rofjax.nn.gau import GatedAttentionUnit
 from rofjax.nn.norms import LayerNorm, RMSNorm
@@ -61,13 +62,14 @@ class Embeddings(nn.Module):
         init = nn.with_logical_partitioning(kernel_initializer(cfg), ("vocab", "embed"))
         dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
         size = cfg.resolved_embedding_size
-        self.word_embeddings = nn.Embed(cfg.vocab_size, size, embedding_init=init, dtype=dtype,
-                                        param_dtype=param_dtype)
+        self.word_embeddings = TokenEmbedding(cfg.vocab_size, size, embedding_init=init, lookup=cfg.embedding_lookup,
+                                              dtype=dtype, param_dtype=param_dtype)
         if cfg.type_vocab_size > 0:
             # A handful of rows: replicated, never split over the vocab (tensor) axis.
             segment_init = nn.with_logical_partitioning(kernel_initializer(cfg), (None, "embed"))
-            self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, size, embedding_init=segment_init,
-                                                  dtype=dtype, param_dtype=param_dtype)
+            self.token_type_embeddings = TokenEmbedding(cfg.type_vocab_size, size, embedding_init=segment_init,
+                                                        lookup=cfg.embedding_lookup, dtype=dtype,
+                                                        param_dtype=param_dtype)
         self.norm = make_norm(cfg, "norm")
         self.dropout = Dropout(cfg.dropout_rate)
         if size != cfg.hidden_size:
@@ -95,6 +97,7 @@ class EncoderLayer(nn.Module):
 
     config: ModelConfig
     deterministic: bool = True
+    max_documents: int | None = None
 
     def _residual(self, x, sublayer, norm_name: str, alpha):
         cfg = self.config
@@ -111,7 +114,7 @@ class EncoderLayer(nn.Module):
         return norm(x + y)
 
     @nn.compact
-    def __call__(self, x, mask, positions, alpha):
+    def __call__(self, x, mask, positions, alpha, doc_ids=None):
         cfg = self.config
         init = kernel_initializer(cfg)
         dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
@@ -121,13 +124,15 @@ class EncoderLayer(nn.Module):
                 use_bias=cfg.use_bias, normalization=cfg.attention_normalization,
                 attention_scale=cfg.attention_scale, dropout_rate=cfg.attention_dropout_rate,
                 rope_base=cfg.rope_base, rotary_value=cfg.rotary_value,
-                softmax_plus_min_length=cfg.softmax_plus_min_length, kernel_init=init, dtype=dtype,
-                param_dtype=param_dtype, name="attention",
+                softmax_plus_min_length=cfg.softmax_plus_min_length, implementation=cfg.attention_implementation,
+                fused_dropout=cfg.fused_attention_dropout, max_documents=self.max_documents, kernel_init=init,
+                dtype=dtype, param_dtype=param_dtype, name="attention",
             )
             feedforward = FeedForward(cfg.intermediate_size, activation=cfg.hidden_act, use_bias=cfg.use_bias,
                                       kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="feedforward")
-            x = self._residual(x, lambda h: attention(h, mask, positions=positions,
-                                                      deterministic=self.deterministic), "attention_norm", alpha)
+            x = self._residual(x, lambda h: attention(h, None if doc_ids is not None else mask, positions=positions,
+                                                      doc_ids=doc_ids, deterministic=self.deterministic),
+                               "attention_norm", alpha)
             x = self._residual(x, feedforward, "feedforward_norm", alpha)
         else:
             gau = GatedAttentionUnit(
@@ -137,7 +142,8 @@ class EncoderLayer(nn.Module):
                 rope_base=cfg.rope_base, softmax_plus_min_length=cfg.softmax_plus_min_length,
                 chunk_size=cfg.gau_chunk_size, kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="gau",
             )
-            x = self._residual(x, lambda h: gau(h, mask, positions=positions, deterministic=self.deterministic),
+            gau_mask = document_mask(doc_ids) if doc_ids is not None else mask
+            x = self._residual(x, lambda h: gau(h, gau_mask, positions=positions, deterministic=self.deterministic),
                                "gau_norm", alpha)
         return nn.with_logical_constraint(x, ("batch", "length", "embed")), None
 
@@ -146,7 +152,7 @@ class LayerStack(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, mask, positions, alpha, deterministic: bool):
+    def __call__(self, x, mask, positions, alpha, deterministic: bool, doc_ids=None, max_documents=None):
         cfg = self.config
         layer = EncoderLayer
         if cfg.remat_policy != "none":
@@ -154,13 +160,16 @@ class LayerStack(nn.Module):
         if cfg.scan_layers:
             scanned = nn.scan(
                 layer, variable_axes={"params": 0, "intermediates": 0},
-                split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                 length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
             )
-            x, _ = scanned(cfg, deterministic=deterministic, name="layers")(x, mask, positions, alpha)
+            x, _ = scanned(cfg, deterministic=deterministic, max_documents=max_documents,
+                           name="layers")(x, mask, positions, alpha, doc_ids)
         else:
             for index in range(cfg.num_layers):
-                x, _ = layer(cfg, deterministic=deterministic, name=f"layer_{index}")(x, mask, positions, alpha)
+                x, _ = layer(cfg, deterministic=deterministic, max_documents=max_documents,
+                             name=f"layer_{index}")(x, mask, positions, alpha, doc_ids)
         if cfg.norm_position == "pre":
             x = make_norm(cfg, "final_norm")(x)
         return x
@@ -210,10 +219,12 @@ class Encoder(nn.Module):
         self.mlm = MaskedLMHead(cfg)
         self.pooler = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "pooler", use_bias=True)
 
-    def __call__(self, input_ids, segment_ids=None, *, attention_mask=None, positions=None,
-                 deterministic: bool = True, residual_alpha=None):
-        """`attention_mask`: `[batch, length]` key mask (default `input_ids != pad_token_id`) or, for attention
-        blocks, a full `[batch, 1, length, length]` mask (packed sequences). `positions`: RoPE positions
+    def __call__(self, input_ids, segment_ids=None, *, attention_mask=None, positions=None, doc_ids=None,
+                 max_documents: int | None = None, deterministic: bool = True, residual_alpha=None):
+        """`attention_mask`: `[batch, length]` key mask (default `input_ids != pad_token_id`; a right-padded
+        prefix, as the fused kernels assume) or a full `[batch, 1, length, length]` mask. `doc_ids`: packed
+        documents `[batch, length]` (1, 2, … contiguous; 0 = padding), attention stays inside each, at most
+        `max_documents` per row (static; the fused kernel's segment count). `positions`: RoPE positions
         `[batch, length]` (default 0 … length−1). `residual_alpha`: α of `residual_mode="alpha"` (default 1)."""
         cfg = self.config
         input_ids = jnp.asarray(input_ids)
@@ -224,14 +235,21 @@ class Encoder(nn.Module):
         elif jnp.shape(segment_ids) != input_ids.shape:
             raise ValueError(f"Encoder: segment_ids {tuple(jnp.shape(segment_ids))} must match input_ids "
                              f"{tuple(input_ids.shape)}.")
-        if attention_mask is None:
+        if doc_ids is not None:
+            if attention_mask is not None:
+                raise ValueError("Encoder: pass either attention_mask or doc_ids, not both.")
+            if jnp.shape(doc_ids) != input_ids.shape:
+                raise ValueError(f"Encoder: doc_ids {tuple(jnp.shape(doc_ids))} must match input_ids "
+                                 f"{tuple(input_ids.shape)}.")
+            attention_mask = jnp.asarray(doc_ids) > 0
+        elif attention_mask is None:
             attention_mask = input_ids != cfg.pad_token_id
         if positions is None:
             positions = jnp.arange(input_ids.shape[1], dtype=jnp.int32)[None, :]
         alpha = jnp.asarray(1.0 if residual_alpha is None else residual_alpha, jnp.float32)
         x = self.embeddings(input_ids, segment_ids, deterministic)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-        return self.transformer(x, attention_mask, positions, alpha, deterministic)
+        return self.transformer(x, attention_mask, positions, alpha, deterministic, doc_ids, max_documents)
 
     def mlm_logits(self, hidden, *, deterministic: bool = True):
         return self.mlm(hidden, self.embeddings.table(), deterministic)

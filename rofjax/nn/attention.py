@@ -17,6 +17,7 @@ positions apart on a constant input (post 9105); the other methods do not have t
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import flax.linen as nn
@@ -135,13 +136,95 @@ def attention_mask_4d(mask, batch: int, q_len: int, k_len: int, what: str):
                      f"q_len={q_len}, k_len={k_len}; got {tuple(mask.shape)}.")
 
 
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "xla", "cudnn")
+
+
+def document_mask(doc_ids):
+    """`[batch, 1, length, length]` mask of packed documents: a query sees the keys of its own document
+    (`doc_ids` 1, 2, …; 0 = padding, which sees nothing)."""
+    doc_ids = jnp.asarray(doc_ids)
+    return (doc_ids[:, None, :, None] == doc_ids[:, None, None, :]) & (doc_ids[:, None, None, :] > 0)
+
+
+def segment_layout(doc_ids, max_documents: int):
+    """cuDNN's packed layout of contiguous documents `1 … max_documents` (0 = padding) in each row: per-row
+    document lengths `[batch, M]` and start offsets `[batch, M + 1]`, −1 where a row has fewer documents."""
+    doc_ids = jnp.asarray(doc_ids)
+    member = doc_ids[:, :, None] == jnp.arange(1, max_documents + 1, dtype=doc_ids.dtype)[None, None, :]
+    lengths = jnp.sum(member, axis=1, dtype=jnp.int32)
+    starts = jnp.argmax(member, axis=1).astype(jnp.int32)
+    present = lengths > 0
+    filler = jnp.full((doc_ids.shape[0], 1), -1, jnp.int32)
+    return (jnp.where(present, lengths, -1),
+            jnp.concatenate([jnp.where(present, starts, -1), filler], axis=1))
+
+
+def _cudnn_module():
+    # The packed (several documents per row) and dropout forms of cuDNN attention are only reachable through
+    # JAX's cuDNN module; `jax.nn.dot_product_attention` exposes padding lengths alone.
+    from jax._src.cudnn import fused_attention_stablehlo
+
+    return fused_attention_stablehlo
+
+
+def cudnn_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, max_documents: int | None = None,
+                    dropout_rate: float = 0.0, dropout_seed: int = 0):
+    """cuDNN flash attention, `[batch, length, heads, dim]` in and out, with padding given as lengths.
+
+    `key_mask` `[batch, length]` must be a right-padded prefix (what every rofjax pipeline produces);
+    `doc_ids` are contiguous packed documents. Rows with no valid key come out as zeros, as in
+    `attention_normalize`. Raises `NotImplementedError` where cuDNN cannot run the shapes or dtypes.
+    """
+    batch, length = q.shape[:2]
+    if doc_ids is not None:
+        if not max_documents:
+            raise ValueError("cudnn_attention: packed documents need a static max_documents.")
+        cudnn = _cudnn_module()
+        seqlen, offsets = segment_layout(doc_ids, max_documents)
+        out = cudnn.dot_product_attention(q, k, v, q_seqlen=seqlen, kv_seqlen=seqlen, q_offsets=offsets,
+                                          kv_offsets=offsets, scale=scale, mask_type=cudnn.MaskType.PADDING,
+                                          dropout_rate=dropout_rate, seed=dropout_seed)
+        valid = jnp.asarray(doc_ids) > 0
+        return jnp.where(valid[:, :, None, None], out, jnp.zeros_like(out))
+    if key_mask is None:
+        lengths = jnp.full((batch,), length, jnp.int32)
+    else:
+        lengths = jnp.sum(jnp.asarray(key_mask).astype(jnp.int32), axis=-1).astype(jnp.int32)
+        lengths = jnp.broadcast_to(lengths, (batch,))
+    safe_lengths = jnp.maximum(lengths, 1)
+    if dropout_rate > 0:
+        cudnn = _cudnn_module()
+        out = cudnn.dot_product_attention(q, k, v, q_seqlen=jnp.full((batch,), length, jnp.int32),
+                                          kv_seqlen=safe_lengths, scale=scale, mask_type=cudnn.MaskType.PADDING,
+                                          dropout_rate=dropout_rate, seed=dropout_seed)
+    else:
+        out = jax.nn.dot_product_attention(q, k, v, scale=scale, key_value_seq_lengths=safe_lengths,
+                                           implementation="cudnn")
+    return jnp.where((lengths > 0)[:, None, None, None], out, jnp.zeros_like(out))
+
+
+def use_cudnn(implementation: str, dtype) -> bool:
+    """Whether `implementation` asks for cuDNN here: `cudnn` always, `auto` on a GPU with 16-bit compute."""
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"Unknown attention implementation {implementation!r}; expected one of "
+                         f"{ATTENTION_IMPLEMENTATIONS}.")
+    if implementation == "cudnn":
+        return True
+    return (implementation == "auto" and jax.default_backend() == "gpu"
+            and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)))
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head self-attention as bert4keras `MultiHeadAttention` with `p_bias='rotary'`.
 
     Sub-layers `q_dense`, `k_dense` (`heads × key_size`), `v_dense` (`heads × head_size`) and `o_dense`; RoPE on
-    q and k (and v when `rotary_value`), logits scaled by `1/√key_size`, then `attention_normalize`. Plain softmax
-    without attention dropout goes through `jax.nn.dot_product_attention` (cuDNN on GPU), unless
-    `use_fused_softmax=False`.
+    q and k (and v when `rotary_value`), logits scaled by `1/√key_size`, then `attention_normalize`.
+
+    Plain softmax goes through a fused kernel unless `use_fused_softmax=False`: cuDNN flash attention where
+    `implementation` resolves to it (`auto`: a GPU with bf16/fp16 compute), padding passed as lengths and packed
+    documents (`doc_ids`) as cuDNN segments; `jax.nn.dot_product_attention` otherwise. Active attention dropout
+    takes the explicit path (the bert4keras mask on the weights), unless `fused_dropout`: then the cuDNN kernel
+    drops the weights itself with its own random stream (same rate, different masks).
     """
 
     num_heads: int
@@ -160,6 +243,9 @@ class MultiHeadAttention(nn.Module):
     rotary_value: bool = False
     softmax_plus_min_length: int | None = None
     use_fused_softmax: bool = True
+    implementation: str = "auto"
+    fused_dropout: bool = False
+    max_documents: int | None = None
     kernel_init: Initializer = nn.initializers.glorot_uniform()
     bias_init: Initializer = nn.initializers.zeros
     dtype: Dtype | None = None
@@ -183,8 +269,9 @@ class MultiHeadAttention(nn.Module):
         return out.reshape(out.shape[:-1] + (self.num_heads, size))
 
     @nn.compact
-    def __call__(self, x, mask=None, *, positions=None, deterministic: bool = True):
-        """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` or `[batch, heads|1, length, length]`."""
+    def __call__(self, x, mask=None, *, positions=None, doc_ids=None, deterministic: bool = True):
+        """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` or `[batch, heads|1, length, length]`;
+        `doc_ids` `[batch, length]` packed documents (1, 2, …; 0 = padding), in place of `mask`."""
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"Unknown attention normalization={self.normalization!r}; expected one of "
                              f"{NORMALIZATIONS}.")
@@ -192,7 +279,10 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"MultiHeadAttention expects x [batch, length, embed]; got shape {tuple(x.shape)}.")
         batch, length, features = x.shape
         key_size = self.key_size or self.head_size
-        mask4 = attention_mask_4d(mask, batch, length, length, "MultiHeadAttention")
+        if doc_ids is not None and mask is not None:
+            raise ValueError("MultiHeadAttention: pass either mask or doc_ids, not both.")
+        mask4 = attention_mask_4d(document_mask(doc_ids) if doc_ids is not None else mask, batch, length, length,
+                                  "MultiHeadAttention")
 
         q = self._projection(x, key_size, "q_dense")
         k = self._projection(x, key_size, "k_dense")
@@ -207,8 +297,23 @@ class MultiHeadAttention(nn.Module):
         scale = 1.0 / math.sqrt(key_size) if self.attention_scale else 1.0
 
         dropout_active = self.dropout_rate > 0 and not deterministic
-        if (self.use_fused_softmax and self.normalization == "softmax" and not dropout_active
-                and key_size == self.head_size):
+        fusable = self.use_fused_softmax and self.normalization == "softmax" and key_size == self.head_size
+        out = None
+        if fusable and use_cudnn(self.implementation, q.dtype) and (self.fused_dropout or not dropout_active) \
+                and (doc_ids is not None or mask is None or jnp.ndim(mask) == 2):
+            try:
+                out = cudnn_attention(
+                    q, k, v, scale=scale, key_mask=mask if doc_ids is None else None, doc_ids=doc_ids,
+                    max_documents=self.max_documents or length,
+                    dropout_rate=self.dropout_rate if dropout_active else 0.0,
+                    # cuDNN takes its seed at compile time; the module path at least varies it by layer.
+                    dropout_seed=zlib.crc32("/".join(self.scope.path).encode()) & 0x7FFFFFFF)
+            except NotImplementedError:
+                if self.implementation == "cudnn":
+                    raise
+        if out is not None:
+            pass
+        elif fusable and not dropout_active:
             out = jax.nn.dot_product_attention(q, k, v, mask=mask4, scale=scale)
         else:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale

@@ -76,7 +76,7 @@ def build_task(config):
                                   pooling=config.pooling)
     if config.task == "mlm":
         return MaskedLMTask(model_config, tokenizer, max_length=config.max_length, mask_rate=config.mask_rate,
-                            alpha_ramp_steps=config.alpha_ramp_steps)
+                            alpha_ramp_steps=config.alpha_ramp_steps, max_documents=config.max_documents)
     if config.task == "events":
         from rofjax.data.ie_formats import duee_labels, read_duee_fin_schema, read_duee_schema
         from rofjax.training.tasks import EventTask
@@ -199,7 +199,7 @@ def _train_iterator(task, source, config):
         if config.pack:
             packed = grain.experimental.FirstFitPackIterDataset(
                 documents, length_struct={"input_ids": task.max_length, "word_starts": task.max_length},
-                num_packing_bins=max(2, per_host), seed=config.seed)
+                num_packing_bins=max(2, per_host), seed=config.seed, max_sequences_per_bin=task.max_documents)
         else:
             packed = documents.map(task.unpacked)
         examples = packed.random_map(task.mask, seed=config.seed)

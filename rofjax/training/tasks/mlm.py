@@ -22,6 +22,7 @@ import optax
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.losses import masked_lm_crossentropy
 from rofjax.models import Encoder, ModelConfig
+from rofjax.nn.embedding import gather_positions
 from rofjax.training.optim import residual_alpha
 
 
@@ -41,6 +42,7 @@ class MaskedLMTask:
     max_predictions: int | None = None
     whole_word: bool = True
     alpha_ramp_steps: int = 0
+    max_documents: int = 32
 
     def __post_init__(self):
         self.model = Encoder(self.model_config)
@@ -122,15 +124,14 @@ class MaskedLMTask:
 
     def _logits(self, params, batch, *, rng=None, step=None):
         deterministic = rng is None
-        doc = batch["doc_ids"]
-        attention_mask = (doc[:, None, :, None] == doc[:, None, None, :]) & (doc[:, None, None, :] > 0)
         kwargs = {}
         if self.model_config.residual_mode == "alpha" and step is not None:
             kwargs["residual_alpha"] = residual_alpha(step, self.alpha_ramp_steps)
         rngs = None if deterministic else {"dropout": rng}
-        hidden = self.model.apply({"params": params}, batch["input_ids"], attention_mask=attention_mask,
-                                  positions=batch["positions"], deterministic=deterministic, rngs=rngs, **kwargs)
-        picked = jnp.take_along_axis(hidden, batch["masked_positions"][..., None], axis=1)
+        hidden = self.model.apply({"params": params}, batch["input_ids"], doc_ids=batch["doc_ids"],
+                                  max_documents=self.max_documents, positions=batch["positions"],
+                                  deterministic=deterministic, rngs=rngs, **kwargs)
+        picked = gather_positions(hidden, batch["masked_positions"], method=self.model_config.embedding_lookup)
         return self.model.apply({"params": params}, picked, deterministic=deterministic, rngs=rngs,
                                 method=Encoder.mlm_logits)
 

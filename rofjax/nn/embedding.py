@@ -1,0 +1,97 @@
+"""Row lookups whose gradient is a matrix product instead of a scatter.
+
+`take_rows(table, ids)` is `table[ids]`. Its plain JAX gradient is a scatter-add of one row per id into a zero
+table; on GPU a scatter of 16k bf16 rows into a 12000 × 768 table is serialised (no bf16 atomics) and took 40%
+of a RoFormerV2-base step on an H100. The `"one_hot"` method keeps the exact gather forward and computes the
+gradient as `one_hot(ids)ᵀ · g` with float32 accumulation, a dense matmul the matrix units run at full rate; the
+`"gather"` method gathers in the table's own dtype (float32 master weights), so its scatter runs in float32 with
+hardware atomics. Both return exactly `table[ids]` and the same gradient up to float32 summation order
+(tests compare them with a float64 reference).
+
+`TokenEmbedding` is `nn.Embed` with that choice (same parameter name, `embedding`), and `gather_positions` picks
+hidden states at given positions per example (the masked-LM head's inputs) the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LOOKUPS: tuple[str, ...] = ("auto", "gather", "one_hot")
+
+
+def resolve_lookup(method: str) -> str:
+    """`auto` → `one_hot` on accelerators (GPU, TPU), `gather` on CPU, where a scatter is cheap."""
+    if method not in LOOKUPS:
+        raise ValueError(f"Unknown row lookup {method!r}; expected one of {LOOKUPS}.")
+    if method != "auto":
+        return method
+    return "gather" if jax.default_backend() == "cpu" else "one_hot"
+
+
+@jax.custom_vjp
+def _take_rows_dense_grad(table, ids):
+    return jnp.take(table, ids, axis=0)
+
+
+def _take_fwd(table, ids):
+    # The table itself is not saved: only its shape and dtype are needed for the gradient.
+    return jnp.take(table, ids, axis=0), (ids, jnp.zeros((table.shape[0], 0), table.dtype))
+
+
+def _take_bwd(residuals, g):
+    ids, shape_probe = residuals
+    rows = shape_probe.shape[0]
+    flat_ids = ids.reshape(-1)
+    flat_g = g.reshape(flat_ids.shape[0], -1)
+    one_hot = (flat_ids[:, None] == jnp.arange(rows, dtype=flat_ids.dtype)[None, :]).astype(flat_g.dtype)
+    grad = jnp.einsum("nv,ne->ve", one_hot, flat_g, preferred_element_type=jnp.float32,
+                      precision=jax.lax.Precision.HIGHEST)
+    grad = grad.reshape((rows,) + g.shape[ids.ndim:]).astype(shape_probe.dtype)
+    return grad, None
+
+
+_take_rows_dense_grad.defvjp(_take_fwd, _take_bwd)
+
+
+def take_rows(table, ids, *, method: str = "auto"):
+    """`table[ids]` (rows along axis 0) for integer `ids` of any shape; `method` chooses the gradient."""
+    method = resolve_lookup(method)
+    ids = jnp.asarray(ids)
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"take_rows: ids must be integers; got dtype {ids.dtype}.")
+    if method == "one_hot":
+        return _take_rows_dense_grad(table, ids)
+    return jnp.take(table, ids, axis=0)
+
+
+def gather_positions(hidden, positions, *, method: str = "auto"):
+    """`hidden[b, positions[b, p]]` → `[batch, P, ...]` for `hidden` `[batch, length, ...]`."""
+    if hidden.shape[0] != positions.shape[0]:
+        raise ValueError(f"gather_positions: hidden {tuple(hidden.shape)} and positions "
+                         f"{tuple(positions.shape)} differ in batch size.")
+    method = resolve_lookup(method)
+    return jax.vmap(functools.partial(take_rows, method=method))(hidden, positions)
+
+
+class TokenEmbedding(nn.Module):
+    """`nn.Embed` whose lookup gathers in `param_dtype` and casts after, with the gradient method of `lookup`."""
+
+    num_embeddings: int
+    features: int
+    embedding_init: Any = nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+    lookup: str = "auto"
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    def setup(self):
+        self.embedding = self.param("embedding", self.embedding_init, (self.num_embeddings, self.features),
+                                    self.param_dtype)
+
+    def __call__(self, ids):
+        rows = take_rows(self.embedding, ids, method=self.lookup)
+        return rows.astype(self.dtype or rows.dtype)

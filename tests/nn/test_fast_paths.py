@@ -1,0 +1,222 @@
+"""Accelerator fast paths against their reference: dense-gradient row lookups, packed-document masks, cuDNN.
+
+The GPU cases run where JAX has a GPU (`JAX_PLATFORMS=cuda python -m pytest tests/nn/test_fast_paths.py`) and
+are skipped elsewhere; everything else runs on CPU.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from rofjax.models import Encoder, get_preset
+from rofjax.nn.attention import MultiHeadAttention, cudnn_attention, document_mask, segment_layout
+from rofjax.nn.embedding import gather_positions, take_rows
+
+on_gpu = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
+
+
+def _take_reference(table, ids, upstream):
+    """Forward `table[ids]` and the gradient of `sum(table[ids] * upstream)` in float64."""
+    table64 = table.astype(np.float64)
+    grad = np.zeros_like(table64)
+    np.add.at(grad, ids.reshape(-1), upstream.reshape(-1, table.shape[1]).astype(np.float64))
+    return table64[ids], grad
+
+
+@pytest.mark.parametrize("method", ["gather", "one_hot"])
+def test_take_rows_forward_and_gradient_match_float64(rng, method):
+    table = rng.normal(size=(37, 6)).astype(np.float32)
+    ids = rng.integers(0, 37, size=(4, 9))
+    ids[0, :4] = 5                                               # repeated ids must add up
+    upstream = rng.normal(size=(4, 9, 6)).astype(np.float32)
+    forward, gradient = _take_reference(table, ids, upstream)
+    got = take_rows(jnp.asarray(table), jnp.asarray(ids), method=method)
+    np.testing.assert_array_equal(np.asarray(got), forward.astype(np.float32))
+    grad = jax.jit(jax.grad(lambda t: jnp.sum(take_rows(t, ids, method=method) * upstream)))(jnp.asarray(table))
+    np.testing.assert_allclose(np.asarray(grad), gradient, rtol=1e-6, atol=1e-6)
+
+
+def test_take_rows_bf16_gradient_accumulates_in_float32(rng):
+    table = rng.normal(size=(11, 4)).astype(np.float32)
+    ids = np.full((1, 300), 3)                                   # 300 equal rows: a bf16 running sum would drift
+    upstream = rng.normal(size=(1, 300, 4)).astype(np.float32)
+    _, gradient = _take_reference(table, ids, upstream.astype(jnp.bfloat16).astype(np.float32))
+
+    def loss(t):
+        rows = take_rows(t, ids, method="one_hot").astype(jnp.bfloat16)
+        return jnp.sum(rows * jnp.asarray(upstream, jnp.bfloat16))
+
+    grad = jax.grad(loss)(jnp.asarray(table))
+    np.testing.assert_allclose(np.asarray(grad)[3], gradient[3], rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["gather", "one_hot"])
+def test_gather_positions_matches_take_along_axis(rng, method):
+    hidden = rng.normal(size=(3, 10, 5)).astype(np.float32)
+    positions = rng.integers(0, 10, size=(3, 4))
+    positions[1, :2] = 7
+    upstream = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    got = gather_positions(jnp.asarray(hidden), jnp.asarray(positions), method=method)
+    np.testing.assert_array_equal(np.asarray(got), np.take_along_axis(hidden, positions[..., None], 1))
+    grad = jax.grad(lambda h: jnp.sum(gather_positions(h, positions, method=method) * upstream))(jnp.asarray(hidden))
+    expected = np.zeros_like(hidden, dtype=np.float64)
+    for b in range(3):
+        np.add.at(expected[b], positions[b], upstream[b].astype(np.float64))
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_embedding_lookups_give_the_same_encoder_gradient(rng):
+    ids = jnp.asarray(rng.integers(1, 1000, size=(2, 12)))
+    grads = {}
+    for lookup in ("gather", "one_hot"):
+        model = Encoder(get_preset("roformer_v2_tiny", embedding_lookup=lookup))
+        params = nn.unbox(model.init(jax.random.key(0), ids, method=Encoder.masked_lm))["params"]
+        loss = lambda p, model=model: jnp.sum(model.apply({"params": p}, ids, method=Encoder.masked_lm) ** 2)
+        grads[lookup] = jax.grad(loss)(params)
+    table = ("embeddings", "word_embeddings", "embedding")
+    pick = lambda g: g[table[0]][table[1]][table[2]]
+    np.testing.assert_allclose(np.asarray(pick(grads["one_hot"])), np.asarray(pick(grads["gather"])),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_segment_layout_lists_each_document(rng):
+    doc_ids = np.array([[1, 1, 1, 2, 2, 3, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0]])
+    lengths, offsets = segment_layout(jnp.asarray(doc_ids), 4)
+    np.testing.assert_array_equal(np.asarray(lengths), [[3, 2, 1, -1], [8, -1, -1, -1], [-1, -1, -1, -1]])
+    np.testing.assert_array_equal(np.asarray(offsets), [[0, 3, 5, -1, -1], [0, -1, -1, -1, -1],
+                                                        [-1, -1, -1, -1, -1]])
+
+
+def test_document_mask_keeps_attention_inside_documents():
+    doc_ids = np.array([[1, 1, 2, 0]])
+    mask = np.asarray(document_mask(jnp.asarray(doc_ids)))[0, 0]
+    expected = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], bool)
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_doc_ids_equal_an_explicit_document_mask(rng):
+    doc_ids = jnp.asarray([[1, 1, 1, 2, 2, 0], [1, 1, 1, 1, 1, 1]])
+    ids = jnp.asarray(rng.integers(1, 1000, size=(2, 6)))
+    model = Encoder(get_preset("roformer_v2_tiny"))
+    params = model.init(jax.random.key(0), ids)
+    by_ids = model.apply(params, ids, doc_ids=doc_ids, max_documents=2)
+    by_mask = model.apply(params, ids, attention_mask=document_mask(doc_ids))
+    np.testing.assert_array_equal(np.asarray(by_ids), np.asarray(by_mask))
+
+
+def test_encoder_rejects_doc_ids_with_a_mask(rng):
+    ids = jnp.ones((1, 4), jnp.int32)
+    model = Encoder(get_preset("roformer_v2_tiny"))
+    params = model.init(jax.random.key(0), ids)
+    with pytest.raises(ValueError, match="either attention_mask or doc_ids"):
+        model.apply(params, ids, doc_ids=jnp.ones((1, 4), jnp.int32), attention_mask=jnp.ones((1, 4), bool))
+
+
+def test_cudnn_request_off_gpu_fails_clearly(rng):
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    x = jnp.asarray(rng.normal(size=(1, 8, 16)), jnp.bfloat16)
+    layer = MultiHeadAttention(num_heads=2, head_size=8, implementation="cudnn", dtype=jnp.bfloat16)
+    with pytest.raises(Exception):   # noqa: B017 (JAX's own message: cuDNN is not present)
+        layer.init(jax.random.key(0), x)
+
+
+# GPU ------------------------------------------------------------------------------------------------------------
+def _qkv(rng, batch, length, heads, dim):
+    make = lambda: jnp.asarray(rng.normal(size=(batch, length, heads, dim)), jnp.bfloat16)
+    return make(), make(), make()
+
+
+def _relative_error(got, expected, where=None):
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    if where is not None:
+        got, expected = got[where], expected[where]
+    return np.linalg.norm(got - expected) / np.linalg.norm(expected)
+
+
+@on_gpu
+def test_cudnn_padding_matches_reference(rng):
+    q, k, v = _qkv(rng, 4, 128, 4, 64)
+    lengths = np.array([128, 70, 1, 0])
+    key_mask = np.arange(128)[None, :] < lengths[:, None]
+
+    def reference(q, k, v):
+        from rofjax.nn.attention import attention_normalize
+
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q.astype(jnp.float32), k.astype(jnp.float32)) / 8.0
+        weights = attention_normalize(logits, key_mask[:, None, None, :], "softmax")
+        return jnp.einsum("bhqk,bkhd->bqhd", weights, v.astype(jnp.float32))
+
+    got = jax.jit(lambda q, k, v: cudnn_attention(q, k, v, scale=1 / 8.0, key_mask=key_mask))(q, k, v)
+    assert np.all(np.isfinite(np.asarray(got, np.float32)))
+    assert _relative_error(got, reference(q, k, v)) < 1e-2
+    assert np.all(np.asarray(got)[3] == 0)                    # no valid key: zeros, as the reference
+    g_ref = jax.grad(lambda q, k, v: jnp.sum(reference(q, k, v) ** 2), argnums=(0, 1, 2))(q, k, v)
+    g = jax.grad(lambda q, k, v: jnp.sum(cudnn_attention(q, k, v, scale=1 / 8.0, key_mask=key_mask)
+                                         .astype(jnp.float32) ** 2), argnums=(0, 1, 2))(q, k, v)
+    for a, b in zip(g, g_ref):
+        assert _relative_error(a, b) < 2e-2
+
+
+@on_gpu
+def test_cudnn_packed_documents_match_reference(rng):
+    q, k, v = _qkv(rng, 2, 128, 2, 64)
+    doc_ids = np.zeros((2, 128), np.int32)
+    doc_ids[0, :50], doc_ids[0, 50:90], doc_ids[0, 90:120] = 1, 2, 3
+    doc_ids[1, :] = 1
+
+    def reference(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, mask=document_mask(doc_ids), scale=0.125,
+                                            implementation="xla")
+
+    got = jax.jit(lambda q, k, v: cudnn_attention(q, k, v, scale=0.125, doc_ids=doc_ids, max_documents=4))(q, k, v)
+    expected = reference(q, k, v)
+    valid = doc_ids > 0
+    assert np.all(np.isfinite(np.asarray(got, np.float32)))
+    assert _relative_error(got, expected, valid) < 1e-2
+    assert np.all(np.asarray(got)[~valid] == 0)
+
+
+@on_gpu
+@pytest.mark.parametrize("packed", [False, True])
+def test_cudnn_encoder_loss_matches_xla(rng, packed):
+    ids = jnp.asarray(rng.integers(1, 12000, size=(4, 256)), jnp.int32)
+    kwargs = {}
+    if packed:
+        doc_ids = np.repeat(np.arange(1, 5), 64)[None].repeat(4, 0)
+        doc_ids[1, 200:] = 0
+        kwargs = {"doc_ids": jnp.asarray(doc_ids), "max_documents": 4}
+    else:
+        ids = ids.at[1, 100:].set(0)
+    outputs = {}
+    for implementation in ("xla", "cudnn"):
+        config = get_preset("roformer_v2_chinese_char_small", dtype="bfloat16",
+                            attention_implementation=implementation)
+        model = Encoder(config)
+        params = model.init(jax.random.key(0), ids[:, :8])
+        outputs[implementation] = jax.jit(lambda p, model=model: model.apply(p, ids, **kwargs))(params)
+    valid = np.asarray(kwargs["doc_ids"] > 0) if packed else np.asarray(ids != 0)
+    assert _relative_error(outputs["cudnn"], outputs["xla"], valid) < 2e-2
+
+
+@on_gpu
+def test_cudnn_fused_dropout_draws_new_masks_and_keeps_the_mean(rng):
+    q, k, v = _qkv(rng, 2, 256, 4, 64)
+    v = jnp.ones_like(v)                       # every output is then the sum of the kept, rescaled weights
+    step = jax.jit(lambda q, k, v: cudnn_attention(q, k, v, scale=0.125, dropout_rate=0.1, dropout_seed=7))
+    first, second = np.asarray(step(q, k, v), np.float32), np.asarray(step(q, k, v), np.float32)
+    assert not np.array_equal(first, second), "cuDNN dropout repeated its mask on the next call"
+    assert abs(first.mean() - 1.0) < 0.02
+
+
+@on_gpu
+def test_cudnn_attention_runs_inside_scanned_layers(rng):
+    ids = jnp.asarray(rng.integers(1, 1000, size=(2, 128)), jnp.int32)
+    config = get_preset("roformer_v2_tiny", dtype="bfloat16", scan_layers=True, attention_implementation="cudnn",
+                        hidden_size=128, num_heads=2)
+    model = Encoder(config)
+    params = model.init(jax.random.key(0), ids)
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, ids).astype(jnp.float32) ** 2)))(params)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree_util.tree_leaves(grads))
