@@ -53,7 +53,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 2
     c.best_metric = "accuracy"
     c.best_mode = "max"
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Mesh axis sizes (-1: the remaining devices) and the logical-axis rules that map parameter and activation
+    # axis names onto them ([] → rofjax.parallel.mesh.LOGICAL_RULES: batch → data+fsdp, embed → fsdp,
+    # vocab/heads/mlp → tensor).
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "logical_axis_rules": []})
     c.multihost = False
     c.peak_flops = placeholder(float)        # per device, for MFU on devices rofjax does not know
     c.progress_bar = True

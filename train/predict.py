@@ -80,7 +80,10 @@ def adopt_run_architecture(config, workdir: str) -> None:
 
 def predict(config, workdir: str, input_path: str | None = None, checkpoint: str | None = None) -> str:
     """Write the submission file of the run in `workdir` and return its path."""
+    import jax
+
     from rofjax.checkpoint import restore_params
+    from rofjax.parallel.mesh import mesh_from_config, replicated, rules_from_config, sharding_context
     from rofjax.training.loop import build_task
 
     workdir = os.path.abspath(workdir)
@@ -94,7 +97,10 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
         source = os.path.join(workdir, "checkpoints")
     params = restore_params(source)
     records, origin = prediction_records(config, input_path, workdir)
-    predictions = task.decode(params, records, config.batch_size)
+    mesh = mesh_from_config(config)
+    params = jax.device_put(params, replicated(mesh))        # restored on one device; the step runs on the mesh
+    with sharding_context(mesh, rules_from_config(config)):
+        predictions = task.decode(params, records, config.batch_size)
     out = os.path.join(workdir, f"{config.dataset}_predict.json")
     tmp = out + ".tmp"
     if hasattr(task, "write_submission"):

@@ -7,10 +7,15 @@ parameters and activations map to mesh axes through `LOGICAL_RULES`:
 
 so `fsdp > 1` shards every weight matrix's embedding axis (ZeRO-3 style), and `tensor > 1` splits heads, the MLP
 and the vocabulary (Megatron style). A dimension a mesh axis does not divide is replicated instead, with a warning.
+
+The activation constraints in the modules (`nn.with_logical_constraint`) bind only while a mesh and the rules are
+in force; `sharding_context(mesh, rules)` sets both, and the `Trainer` traces every step inside it. A config may
+replace the rules with `mesh.logical_axis_rules` (a list of `[logical name, mesh axis | [axes] | None]`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -73,6 +78,34 @@ def mesh_from_config(cfg) -> Mesh:
         jax.distributed.initialize()
     mesh_cfg = cfg.get("mesh", None) or {}
     return create_mesh(mesh_cfg.get("data", -1), mesh_cfg.get("fsdp", 1), mesh_cfg.get("tensor", 1))
+
+
+def rules_from_config(cfg) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
+    """`cfg.mesh.logical_axis_rules` as a rules tuple (the defaults when absent or empty), checked."""
+    mesh_cfg = cfg.get("mesh", None) or {}
+    raw = mesh_cfg.get("logical_axis_rules", None) if hasattr(mesh_cfg, "get") else None
+    if not raw:
+        return LOGICAL_RULES
+    rules = []
+    for index, rule in enumerate(raw):
+        if not isinstance(rule, (list, tuple)) or len(rule) != 2 or not isinstance(rule[0], str):
+            raise ValueError(f"config.mesh.logical_axis_rules[{index}]={rule!r}: expected [logical name, mesh axis, "
+                             f"list of mesh axes, or None].")
+        name, axes = rule
+        axes = tuple(axes) if isinstance(axes, (list, tuple)) else axes
+        for axis in axes if isinstance(axes, tuple) else (axes,):
+            if axis is not None and axis not in MESH_AXES:
+                raise ValueError(f"config.mesh.logical_axis_rules[{index}]: mesh axis {axis!r} for {name!r} is not "
+                                 f"one of {MESH_AXES}.")
+        rules.append((name, axes))
+    return tuple(rules)
+
+
+@contextlib.contextmanager
+def sharding_context(mesh: Mesh, rules=LOGICAL_RULES):
+    """Mesh and logical-axis rules in force, so that activation constraints bind when a step is traced."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
 
 
 def _fit(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh, name: str) -> PartitionSpec:

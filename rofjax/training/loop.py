@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rofjax.parallel.mesh import global_batch, mesh_from_config
+from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_config
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,8 @@ def _eval_batches(task, source, config):
 def evaluate(trainer, task, params, source, config, mesh) -> dict:
     if hasattr(task, "evaluate"):                       # decoding tasks score on the host
         limit = min(len(source), config.eval_examples or len(source))
-        return task.evaluate(trainer, params, source[:limit], config.batch_size)
+        with trainer.context():                         # their jitted predictions trace under the rules too
+            return task.evaluate(trainer, params, source[:limit], config.batch_size)
     sums = None
     for local in _eval_batches(task, source, config):
         out = jax.device_get(trainer.eval_step(params, global_batch(local, mesh)))
@@ -315,7 +316,7 @@ def run(config, workdir: str) -> dict:
 
     tx = build_optimizer(config.optim, total, params=nn.unbox(abstract_params))
     trainer = Trainer(task, tx, mesh, schedule=schedule, ema_decay=config.ema_decay,
-                      skip_nonfinite=config.nonfinite == "skip")
+                      skip_nonfinite=config.nonfinite == "skip", rules=rules_from_config(config))
 
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                            enable_async_checkpointing=True)

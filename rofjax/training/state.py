@@ -22,7 +22,13 @@ import optax
 from flax import linen as nn
 from jax.sharding import NamedSharding
 
-from rofjax.parallel.mesh import batch_sharding, logical_shardings, replicated
+from rofjax.parallel.mesh import (
+    LOGICAL_RULES,
+    batch_sharding,
+    logical_shardings,
+    replicated,
+    sharding_context,
+)
 
 
 @flax.struct.dataclass
@@ -43,12 +49,17 @@ class Trainer:
     """Builds the sharded initial state and the jitted steps of one task on one mesh."""
 
     def __init__(self, task, tx: optax.GradientTransformation, mesh, *, schedule=None, ema_decay: float = 0.0,
-                 skip_nonfinite: bool = False):
+                 skip_nonfinite: bool = False, rules=LOGICAL_RULES):
         self.task, self.tx, self.mesh = task, tx, mesh
+        self.rules = tuple(rules)
         self.schedule = schedule
         self.ema_decay = float(ema_decay)
         self.skip_nonfinite = skip_nonfinite
         self._train_step = self._eval_step = None
+
+    def context(self):
+        """The mesh and logical-axis rules, in force while anything of this trainer's is traced or run."""
+        return sharding_context(self.mesh, self.rules)
 
     # State ----------------------------------------------------------------------------------------------------
     def abstract_params(self, batch_size: int):
@@ -56,15 +67,31 @@ class Trainer:
         return jax.eval_shape(lambda: self.task.init_params(jax.random.key(0), batch))
 
     def state_shardings(self, batch_size: int):
-        boxed = self.abstract_params(batch_size)
-        param_shardings = logical_shardings(boxed, self.mesh)
+        with self.context():
+            boxed = self.abstract_params(batch_size)
+        # Outside the context: unboxing under a mesh would apply the parameters' constraints to shape structs.
+        param_shardings = logical_shardings(boxed, self.mesh, self.rules)
         abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                           nn.unbox(boxed), param_shardings)
-        chosen = jax.jit(self.tx.init).lower(abstract).compile().output_shardings
-        opt_shardings = jax.tree_util.tree_map(self._on_mesh, chosen)
         rep = replicated(self.mesh)
+        opt_shardings = self._optimizer_shardings(abstract, param_shardings, rep)
         ema = param_shardings if self.ema_decay else None
         return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep, ema_params=ema)
+
+    def _optimizer_shardings(self, abstract_params, param_shardings, rep):
+        """Each optimizer-state leaf shaped like its parameter (moments, EMA) is split like it; the rest (counts,
+        factored second moments) is replicated. XLA's own choice for `tx.init` replicates zero-filled moments,
+        which would keep a full copy of the optimizer state on every device."""
+        abstract_state = jax.eval_shape(self.tx.init, abstract_params)
+        like_param = lambda leaf, sharding, param: sharding if getattr(leaf, "shape", None) == param.shape else rep
+        try:
+            return optax.tree_map_params(self.tx, like_param, abstract_state, param_shardings, abstract_params,
+                                         transform_non_params=lambda _: rep,
+                                         is_leaf=lambda x: isinstance(x, NamedSharding))
+        except (ValueError, TypeError):
+            # A transformation optax cannot map: fall back to what XLA picks for its init.
+            chosen = jax.jit(self.tx.init).lower(abstract_params).compile().output_shardings
+            return jax.tree_util.tree_map(self._on_mesh, chosen)
 
     def _init_fn(self, seed: int, batch_size: int):
         batch = self.task.init_batch(batch_size)
@@ -91,11 +118,14 @@ class Trainer:
 
     def init_state(self, seed: int, batch_size: int) -> TrainState:
         """A fresh state, created directly in its shards (no host copy of the full model)."""
-        return jax.jit(self._init_fn(seed, batch_size), out_shardings=self.state_shardings(batch_size))()
+        shardings = self.state_shardings(batch_size)
+        with self.context():
+            return jax.jit(self._init_fn(seed, batch_size), out_shardings=shardings)()
 
     def abstract_state(self, batch_size: int) -> TrainState:
         """Shapes, dtypes and shardings of the state, without allocating it (the target of a restore)."""
-        shapes = jax.eval_shape(self._init_fn(0, batch_size))
+        with self.context():
+            shapes = jax.eval_shape(self._init_fn(0, batch_size))
         return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
                                       self.state_shardings(batch_size))
 
@@ -106,7 +136,14 @@ class Trainer:
     def train_step(self, state: TrainState, batch: dict):
         if self._train_step is None:
             self._train_step = self._build_train_step(state, batch)
-        return self._train_step(state, batch)
+        with self.context():
+            return self._train_step(state, batch)
+
+    def lower_train_step(self, state, batch: dict):
+        """The train step lowered for (possibly abstract) `state` and `batch`, under the mesh and rules."""
+        step = self._build_train_step(state, batch)
+        with self.context():
+            return step.lower(state, batch)
 
     def _build_train_step(self, state, batch):
         task, tx = self.task, self.tx
@@ -145,4 +182,5 @@ class Trainer:
             self._eval_step = jax.jit(self.task.eval_sums,
                                       in_shardings=(param_shardings, self._batch_shardings(batch)),
                                       out_shardings=replicated(self.mesh))
-        return self._eval_step(params, batch)
+        with self.context():
+            return self._eval_step(params, batch)
