@@ -63,11 +63,15 @@ def mesh_shape(data: int = -1, fsdp: int = 1, tensor: int = 1, num_devices: int 
 def create_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None) -> Mesh:
     devices = list(devices if devices is not None else jax.devices())
     shape = mesh_shape(data, fsdp, tensor, len(devices))
-    if devices == list(jax.devices()) and len(devices) > 1:
+    grid = None
+    if len(devices) > 1 and (devices == list(jax.devices()) or devices[0].platform == "tpu"):
         from jax.experimental import mesh_utils
 
-        grid = mesh_utils.create_device_mesh(shape, devices=devices)
-    else:
+        try:   # the ICI-aware layout (TPU slices, local GPUs)
+            grid = mesh_utils.create_device_mesh(shape, devices=devices)
+        except (ValueError, NotImplementedError, AssertionError) as error:
+            log.warning("no topology-aware layout for mesh %s (%s); using device order", shape, error)
+    if grid is None:
         grid = np.array(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
 

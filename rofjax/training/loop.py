@@ -34,8 +34,8 @@ from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_conf
 log = logging.getLogger(__name__)
 
 # Peak dense bf16 FLOP/s per device, for MFU. Unknown devices (CPUs) report no MFU.
-PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v6 lite": 918e12,
-              "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100-SXM4-80GB": 312e12,
+PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
+              "TPU v6 lite": 918e12, "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100-SXM4-80GB": 312e12,
               "NVIDIA A100-SXM4-40GB": 312e12}
 
 
@@ -43,18 +43,20 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def _model_config(config, vocab_size: int):
+def _model_config(config, vocab_size: int, shapes_only: bool = False):
     from rofjax.models import get_preset
 
     overrides = {k: v for k, v in config.model.items() if v is not None}
     overrides.setdefault("vocab_size", vocab_size)
-    if overrides["vocab_size"] != vocab_size:
+    if overrides["vocab_size"] != vocab_size and not shapes_only:
         raise ValueError(f"config.model.vocab_size={overrides['vocab_size']} but the vocabulary "
                          f"{config.vocab_path or 'embedded'} has {vocab_size} tokens.")
     return get_preset(config.model_preset, **overrides)
 
 
-def build_task(config):
+def build_task(config, *, shapes_only: bool = False):
+    """The task of `config`. `shapes_only` (ahead-of-time compilation) lets `config.model.vocab_size` differ from
+    the vocabulary file, so a recipe compiles at its published size without the published vocabulary."""
     from rofjax.data.tokenizer import Tokenizer
     from rofjax.data.vocab import EMBEDDED_VOCAB
     from rofjax.training.tasks import ClassificationTask, MaskedLMTask
@@ -64,7 +66,7 @@ def build_task(config):
     if words > 1000 and not config.word_level:
         log.warning("%s has %d multi-character Chinese words that character tokenisation never produces; a RoFormer "
                     "v1 word model needs --config.word_level=True.", config.vocab_path, words)
-    model_config = _model_config(config, tokenizer.vocab_size)
+    model_config = _model_config(config, tokenizer.vocab_size, shapes_only)
     if config.task == "clue":
         from rofjax.training.tasks.clue import build_clue_task
 

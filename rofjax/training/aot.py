@@ -1,0 +1,116 @@
+"""Ahead-of-time compilation of the real train step for devices that are not attached (a TPU slice, N host devices).
+
+`compile_train_step(config, devices, out_dir)` builds the task, optimizer, mesh and `Trainer` of a training config
+exactly as `run` does, lowers the step on abstract (shape-only) state and batch, compiles it for `devices`, and
+writes what a pod user needs before booking the pod:
+
+    train_step.stablehlo.txt   the lowered module before partitioning (the sharding constraints are visible here)
+    train_step.hlo.txt         the optimised, partitioned HLO of one device
+    memory.json                per-device argument / output / temporary / alias bytes, total, and the device memory
+    cost.json                  XLA's FLOP and byte counts for one step, and the model FLOPs rofjax counts
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+from rofjax.parallel.mesh import batch_sharding, create_mesh, rules_from_config
+from rofjax.parallel.topology import device_memory_bytes
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _cost(compiled) -> dict:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:   # noqa: BLE001 (not every backend reports it)
+        return {}
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    keep = ("flops", "bytes accessed", "transcendentals", "optimal_seconds")
+    return {key: float(value) for key, value in (cost or {}).items() if key in keep}
+
+
+def build_trainer(config, devices):
+    """The `Trainer` of `config` on a mesh of `devices` (shapes only: the vocabulary file need not match)."""
+    from flax import linen as nn
+
+    from rofjax.training.loop import build_task
+    from rofjax.training.optim import build_optimizer, learning_rate_schedule
+    from rofjax.training.state import Trainer
+
+    mesh_cfg = config.mesh
+    mesh = create_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor, devices=devices)
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    if config.batch_size % shards:
+        raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of data × fsdp = {shards} (mesh "
+                         f"{dict(mesh.shape)}); change batch_size or config.mesh.")
+    task = build_task(config, shapes_only=True)
+    total = max(1, int(config.total_steps))
+    rules = rules_from_config(config)
+    probe = Trainer(task, None, mesh, rules=rules)
+    tx = build_optimizer(config.optim, total, params=nn.unbox(probe.abstract_params(config.batch_size)))
+    trainer = Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, total),
+                      ema_decay=config.ema_decay, skip_nonfinite=config.nonfinite == "skip", rules=rules)
+    return trainer
+
+
+def compile_train_step(config, devices, out_dir: str) -> dict:
+    """Compile the train step of `config` for `devices`; write the four files to `out_dir` and return the report."""
+    os.makedirs(out_dir, exist_ok=True)
+    trainer = build_trainer(config, devices)
+    mesh = trainer.mesh
+    state = trainer.abstract_state(config.batch_size)
+    batch = {key: jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=batch_sharding(mesh, value.ndim))
+             for key, value in trainer.task.init_batch(config.batch_size).items()}
+    start = time.perf_counter()
+    lowered = trainer.lower_train_step(state, batch)
+    stablehlo = lowered.as_text()
+    compiled = lowered.compile()
+    seconds = time.perf_counter() - start
+    _write(os.path.join(out_dir, "train_step.stablehlo.txt"), stablehlo)
+    _write(os.path.join(out_dir, "train_step.hlo.txt"), compiled.as_text())
+
+    analysis = compiled.memory_analysis()
+    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
+              "generated_code_size_in_bytes")
+    memory = {name: int(getattr(analysis, name, 0) or 0) for name in fields}
+    # Donated state aliases its output: count those bytes once.
+    memory["total_bytes"] = (memory["argument_size_in_bytes"] + memory["output_size_in_bytes"]
+                             + memory["temp_size_in_bytes"] - memory["alias_size_in_bytes"])
+    capacity = device_memory_bytes(devices)
+    memory["device_memory_bytes"] = capacity
+    memory["device_kind"] = devices[0].device_kind
+    memory["devices"] = len(devices)
+    memory["mesh"] = dict(mesh.shape)
+    memory["batch_size"] = int(config.batch_size)
+    memory["per_device_batch"] = config.batch_size / (mesh.shape["data"] * mesh.shape["fsdp"])
+    memory["fits"] = None if capacity is None else memory["total_bytes"] <= capacity
+    _write(os.path.join(out_dir, "memory.json"), json.dumps(memory, indent=2) + "\n")
+
+    cost = _cost(compiled)
+    cost["model_flops_per_step"] = float(config.batch_size * trainer.task.flops_per_example())
+    cost["model_flops_per_device"] = cost["model_flops_per_step"] / len(devices)
+    cost["compile_seconds"] = seconds
+    cost["sharding_constraints"] = stablehlo.count("sharding_constraint")
+    _write(os.path.join(out_dir, "cost.json"), json.dumps(cost, indent=2) + "\n")
+    return {"memory": memory, "cost": cost}
+
+
+def fits_line(report: dict) -> str:
+    """`fits: yes|no <per-device GiB> of <device GiB>`."""
+    memory = report["memory"]
+    used = memory["total_bytes"] / 2**30
+    capacity = memory["device_memory_bytes"]
+    if capacity is None:
+        return f"fits: unknown {used:.2f} GiB of unknown"
+    return f"fits: {'yes' if memory['fits'] else 'no'} {used:.2f} GiB of {capacity / 2**30:.2f} GiB"

@@ -1,0 +1,54 @@
+"""`python -m train.compile`: the real train step compiled for a topology that is not attached."""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FITS = re.compile(r"^fits: (yes|no) \d+\.\d+ GiB of \d+\.\d+ GiB$")
+
+
+def _compile(*args, timeout=600):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    return subprocess.run([sys.executable, "-m", "train.compile", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_tiny_mlm_compiles_for_eight_host_devices(tmp_path):
+    out = tmp_path / "aot"
+    result = _compile("--config", "configs/pretrain/tiny_mlm.py", "--topology", "cpu:8", "--out", str(out),
+                      "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert FITS.match(result.stdout.strip().splitlines()[-1]), result.stdout
+    stablehlo = (out / "train_step.stablehlo.txt").read_text()
+    assert stablehlo.count("sharding_constraint") >= 10
+    assert '"tensor"' in stablehlo and '"fsdp"' in stablehlo
+    assert "HloModule" in (out / "train_step.hlo.txt").read_text()
+    memory = json.loads((out / "memory.json").read_text())
+    assert memory["mesh"] == {"data": 2, "fsdp": 2, "tensor": 2} and memory["devices"] == 8
+    assert memory["total_bytes"] == (memory["argument_size_in_bytes"] + memory["output_size_in_bytes"]
+                                     + memory["temp_size_in_bytes"] - memory["alias_size_in_bytes"]) > 0
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["flops"] > 0 and cost["model_flops_per_step"] > 0
+
+
+def test_a_malformed_topology_is_named(tmp_path):
+    result = _compile("--config", "configs/pretrain/tiny_mlm.py", "--topology", "v9z:2x2", "--out", str(tmp_path))
+    assert result.returncode != 0
+    assert "v9z:2x2" in result.stderr and "cpu:N" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu (pip install 'rofjax[tpu]')")
+@pytest.mark.parametrize("config", ["configs/pretrain/gau_alpha_base.py", "configs/pretrain/roformer_v2_large.py"])
+def test_published_recipes_compile_for_a_v5e_256(tmp_path, config):
+    result = _compile("--config", config, "--topology", "v5e:16x16", "--out", str(tmp_path), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1].startswith("fits: yes")
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert memory["devices"] == 256 and memory["device_memory_bytes"] == 16 * 2**30
