@@ -249,19 +249,65 @@ def gib(n):
     return None if n is None else n / 2**30
 
 
-def section_step(args, results):
-    import jax
-    import numpy as np
+def measure(runners, args):
+    """Warm each runner up, then time them in alternating rounds; (first losses, per-runner step times)."""
+    first_losses = {}
+    for name, step in list(runners.items()):
+        start = time.perf_counter()
+        first_losses[name] = step()
+        step()
+        print(f"warmed up {name} in {time.perf_counter() - start:.1f} s (first loss {first_losses[name]:.4f})",
+              file=sys.stderr, flush=True)
+    times = {name: [] for name in runners}
+    for round_index in range(args.rounds):
+        for name, step in runners.items():
+            times[name].append(timed(step, args.steps))
+        print(f"round {round_index + 1}/{args.rounds}: " +
+              ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()), file=sys.stderr, flush=True)
+    return first_losses, times
 
-    ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
-    tokens = args.batch * args.length
+
+def torch_baselines(args, ids, segments, labels):
     runners, memory = {}, {}
-    baselines = ["pytorch"]
     runners["pytorch"], memory["pytorch"] = torch_runner(args, ids, segments, labels, compiled=False)
     if args.device == "gpu" and not args.no_torch_compile:
         runners["pytorch[compile]"], memory["pytorch[compile]"] = torch_runner(args, ids, segments, labels, True)
-        baselines.append("pytorch[compile]")
-    first_losses = {}
+    first_losses, times = measure(runners, args)
+    return {name: {"times": times[name], "first_loss": first_losses[name], "peak_bytes": memory[name]()}
+            for name in runners}
+
+
+def section_torch(args, results):
+    """PyTorch alone (the child process of the GPU step section)."""
+    ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
+    results["torch"] = torch_baselines(args, ids, segments, labels)
+
+
+def torch_in_child(args):
+    # On the GPU the PyTorch baselines run in their own process, before JAX starts: with PyTorch's CUDA context in
+    # the same process, XLA's cuDNN attention aborted at its first execution on an H200 (jax 0.11.2, torch 2.11).
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "torch.json")
+        command = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--sections", "torch",
+                   "--rounds", str(args.rounds), "--steps", str(args.steps), "--batch", str(args.batch),
+                   "--length", str(args.length), "--threads", str(args.threads), "--json", out]
+        if args.no_torch_compile:
+            command.append("--no-torch-compile")
+        subprocess.run(command, check=True)
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)["torch"]
+
+
+def section_step(args, results):
+    ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
+    tokens = args.batch * args.length
+    measured = torch_in_child(args) if args.device == "gpu" else None
+    import jax
+
+    runners, memory = {}, {}
     for variant in [v for v in args.variants.split(",") if v]:
         name = f"rofjax[{variant}]"
         try:
@@ -269,34 +315,33 @@ def section_step(args, results):
         except Exception as e:  # noqa: BLE001 (report and go on: one failing variant must not hide the rest)
             print(f"FAILED {name}: {type(e).__name__}: {str(e)[:400]}", flush=True)
             results.setdefault("failures", {})[name] = f"{type(e).__name__}: {str(e)[:400]}"
-    for name, step in list(runners.items()):
-        start = time.perf_counter()
-        first_losses[name] = step()
-        step()
-        print(f"warmed up {name} in {time.perf_counter() - start:.1f} s (first loss {first_losses[name]:.4f})",
-              file=sys.stderr, flush=True)
+    if measured is None:      # CPU: PyTorch in the same rounds, so a noisy neighbour slows both alike
+        runners = {"pytorch": torch_runner(args, ids, segments, labels, compiled=False)[0], **runners}
+        first_losses, times = measure(runners, args)
+        measured = {}
+    else:
+        first_losses, times = measure(runners, args)
+    for name, row in measured.items():
+        times[name], first_losses[name] = row["times"], row["first_loss"]
+        memory[name] = lambda row=row: row["peak_bytes"]
+    memory.setdefault("pytorch", lambda: None)
     if args.profile:
         wanted = f"rofjax[{args.profile_variant}]"
-        first = wanted if wanted in runners else next(n for n in runners if n.startswith("rofjax"))
-        print(f"tracing {first} into {args.profile}", file=sys.stderr, flush=True)
+        traced = wanted if wanted in runners else next(n for n in runners if n.startswith("rofjax"))
+        print(f"tracing {traced} into {args.profile}", file=sys.stderr, flush=True)
         jax.profiler.start_trace(args.profile, create_perfetto_trace=True)
         for _ in range(3):
-            runners[first]()
+            runners[traced]()
         jax.profiler.stop_trace()
-    times = {name: [] for name in runners}
-    for round_index in range(args.rounds):
-        for name, step in runners.items():
-            times[name].append(timed(step, args.steps))
-        print(f"round {round_index + 1}/{args.rounds}: " +
-              ", ".join(f"{n} {t[-1] * 1e3:.1f} ms" for n, t in times.items()), file=sys.stderr, flush=True)
+    baselines = [b for b in ("pytorch", "pytorch[compile]") if b in times]
     peak = peak_flops(args)
-    all_predictions = args.batch * args.length
-    flops = model_flops(args.shape, args.batch, args.length, all_predictions)
+    flops = model_flops(args.shape, args.batch, args.length, args.batch * args.length)
     print(f"\n== step: RoFormer {args.shape} batch {args.batch}×{args.length} {args.dtype} dropout 0.1, "
           f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
     out = {}
     medians = {n: statistics.median(t) for n, t in times.items()}
-    for name, median in medians.items():
+    for name in sorted(medians, key=lambda n: (not n.startswith("pytorch"), n)):
+        median = medians[name]
         row = {"step_ms": median * 1e3, "tokens_per_s": tokens / median,
                "model_tflops": flops / median / 1e12, "mfu": flops / median / peak if peak else None,
                "peak_gib": gib(memory[name]()), "first_loss": first_losses[name]}
@@ -310,7 +355,6 @@ def section_step(args, results):
     print(f"(MFU counts the vocabulary projection for every token, {flops / 1e12:.2f} TFLOP per step, for every "
           f"row, so the masked-logits rows are compared on the same work)")
     results["step"] = out
-    del np
 
 
 def section_trainer(args, results):
@@ -488,15 +532,15 @@ def section_compile(args, results):
 def main(argv=None):
     args = parse_args(argv)
     configure(args)
-    import jax
+    results = {"batch": args.batch, "length": args.length, "dtype": args.dtype, "date": time.strftime("%Y-%m-%d")}
+    if args.sections != "torch":       # the PyTorch child never starts JAX
+        import jax
 
-    if args.device == "gpu" and jax.default_backend() != "gpu":
-        raise SystemExit(f"--device gpu but JAX runs on {jax.default_backend()}")
-    results = {"device": jax.devices()[0].device_kind, "jax": jax.__version__, "batch": args.batch,
-               "length": args.length, "dtype": args.dtype,
-               "date": time.strftime("%Y-%m-%d")}
+        if args.device == "gpu" and jax.default_backend() != "gpu":
+            raise SystemExit(f"--device gpu but JAX runs on {jax.default_backend()}")
+        results.update(device=jax.devices()[0].device_kind, jax=jax.__version__)
     sections = {"step": section_step, "trainer": section_trainer, "long": section_long,
-                "compile": section_compile}
+                "compile": section_compile, "torch": section_torch}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; expected {sorted(sections)}")

@@ -3,9 +3,9 @@
     python benchmarks/pod_fit.py [--configs configs/pretrain/roformer_v2_large.py,...] [--topologies v5e:16x16,...]
 
 For each config, slice and parallelism (FSDP over the whole slice, or data parallelism alone), compiles the real
-train step (`rofjax.training.aot`) at per-chip batches 1, 2, 4, … until one no longer fits the chip's HBM, and
+train step (`rofjax.training.aot`) at a series of per-chip batches, and
 prints a markdown table: the per-chip memory at the recipe's batch (512) and the largest power-of-two per-chip
-batch that fits. Needs libtpu (pip install 'rofjax[tpu]'); runs on a CPU.
+batch that fits (searched from the recipe's per-chip batch by doubling or halving). Needs libtpu (pip install 'rofjax[tpu]'); runs on a CPU.
 """
 
 from __future__ import annotations
@@ -42,6 +42,31 @@ def compile_at(path, devices, mode, per_chip):
         return compile_train_step(config, devices, out)["memory"]
 
 
+def search_largest(path, devices, mode, start, at_start, max_per_chip, label):
+    """The largest power-of-two per-chip batch that fits: doubling from the recipe's per-chip batch while it fits,
+    halving while it does not (each probe is one compilation)."""
+    def report(per_chip, memory):
+        print(f"{label} per-chip {per_chip}: {memory['total_bytes'] / 2**30:.2f} GiB fits={memory['fits']}", flush=True)
+
+    per_chip, memory = max(1, start), at_start
+    report(per_chip, memory)
+    if memory["fits"]:
+        while per_chip * 2 <= max_per_chip:
+            memory = compile_at(path, devices, mode, per_chip * 2)
+            report(per_chip * 2, memory)
+            if not memory["fits"]:
+                break
+            per_chip *= 2
+        return per_chip
+    while per_chip > 1:
+        per_chip //= 2
+        memory = compile_at(path, devices, mode, per_chip)
+        report(per_chip, memory)
+        if memory["fits"]:
+            return per_chip
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="configs/pretrain/roformer_v2_large.py,configs/pretrain/gau_alpha_base.py")
@@ -58,14 +83,8 @@ def main(argv=None):
             for mode in args.modes.split(","):
                 recipe_batch = load_config(path).batch_size
                 at_recipe = compile_at(path, devices, mode, recipe_batch / len(devices))
-                largest, per_chip, memory = None, 1, None
-                while per_chip <= args.max_per_chip:
-                    memory = compile_at(path, devices, mode, per_chip)
-                    print(f"{topology} {os.path.basename(path)} {mode} per-chip {per_chip}: "
-                          f"{memory['total_bytes'] / 2**30:.2f} GiB fits={memory['fits']}", flush=True)
-                    if not memory["fits"]:
-                        break
-                    largest, per_chip = per_chip, per_chip * 2
+                largest = search_largest(path, devices, mode, recipe_batch // len(devices), at_recipe,
+                                         args.max_per_chip, label=f"{topology} {os.path.basename(path)} {mode}")
                 rows.append((os.path.basename(path).removesuffix(".py"), topology, len(devices),
                              devices[0].device_kind, mode, recipe_batch, at_recipe["total_bytes"] / 2**30,
                              at_recipe["device_memory_bytes"] / 2**30, largest))
