@@ -60,6 +60,11 @@ def parse_args(argv=None):
                         help="never scan attention layers (cuDNN attention inside a scanned layer is not run)")
     parser.add_argument("--long-lengths", default="512,2048,8192", help="sequence lengths of the long section")
     parser.add_argument("--long-tokens", type=int, default=16384, help="tokens per step in the long section")
+    parser.add_argument("--long-families", default="roformer_v2,gau_alpha")
+    parser.add_argument("--gau-chunk", type=int, default=256,
+                        help="FLASH chunk size of GAU-α in the long section from 2048 tokens on (0: none)")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="long section: report the compiled step's memory without running it")
     parser.add_argument("--profile", help="write a device trace of one rofjax variant to this folder")
     parser.add_argument("--profile-variant", default="masked_logits+cudnn+one_hot+fused_dropout",
                         help="the variant traced (the first rofjax variant when it is not among --variants)")
@@ -449,6 +454,8 @@ def long_step(args, config, batch, length):
 
     compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt, jax.random.key(1)).compile()
     reserved = compiled_bytes(compiled)
+    if args.compile_only:
+        return None, gib(reserved)
     key = jax.random.key(1)
     params, opt, key, loss = compiled(params, opt, key)
     float(loss)
@@ -469,17 +476,22 @@ def section_long(args, results):
     tokens = args.long_tokens
     for length in (int(n) for n in args.long_lengths.split(",")):
         batch = max(1, tokens // length)
-        for family in ("roformer_v2", "gau_alpha"):
+        for family in args.long_families.split(","):
             preset = "roformer_v2_chinese_char_base" if family == "roformer_v2" else "gau_alpha_chinese_char_base"
-            extra = {"gau_chunk_size": 256} if family == "gau_alpha" and length >= 8192 else {}
+            chunked = family == "gau_alpha" and length >= 2048 and args.gau_chunk > 0
+            extra = {"gau_chunk_size": args.gau_chunk} if chunked else {}
             scan = family == "gau_alpha" or not args.unrolled
             config = get_preset(preset, dtype=args.dtype, scan_layers=scan, **extra)
-            name = f"{family}@{batch}x{length}" + ("+chunk256" if extra else "")
+            name = f"{family}@{batch}x{length}" + (f"+chunk{args.gau_chunk}" if extra else "")
             try:
                 ms, reserved = long_step(args, config, batch, length)
             except Exception as e:   # noqa: BLE001 (an out-of-memory shape is a result)
                 print(f"== long {name}: FAILED {type(e).__name__}: {str(e)[:300]}", flush=True)
                 out[name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+                continue
+            if ms is None:
+                out[name] = {"peak_gib": reserved}
+                print(f"== long {name}: compiled step reserves {reserved:.2f} GiB", flush=True)
                 continue
             out[name] = {"step_ms": ms, "tokens_per_s": batch * length / ms * 1e3, "peak_gib": reserved}
             print(f"== long {name}: {ms:.1f} ms/step, {batch * length / ms * 1e3:.0f} tok/s, "

@@ -13,7 +13,9 @@ writes what a pod user needs before booking the pod:
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 
 import jax
@@ -38,6 +40,28 @@ def _cost(compiled) -> dict:
         cost = cost[0] if cost else {}
     keep = ("flops", "bytes accessed", "transcendentals", "optimal_seconds")
     return {key: float(value) for key, value in (cost or {}).items() if key in keep}
+
+
+_OUT_OF_MEMORY = re.compile(r"memory required for ([^(]*)\(([\d.]+)([KMGT]?)\)")
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _shard_bytes(tree) -> int:
+    """Bytes one device holds of a tree of sharded shape structs (the step's arguments)."""
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        shape = leaf.sharding.shard_shape(leaf.shape) if getattr(leaf, "sharding", None) is not None else leaf.shape
+        total += math.prod(shape) * leaf.dtype.itemsize
+    return total
+
+
+def _out_of_memory(error: Exception) -> int | None:
+    """The bytes a compiler that refused the program (TPU: RESOURCE_EXHAUSTED) said it needed, if it said."""
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" not in text and "Ran out of memory" not in text:
+        return None
+    match = _OUT_OF_MEMORY.search(text)
+    return int(float(match.group(2)) * _UNITS[match.group(3)]) if match else 0
 
 
 def build_trainer(config, devices):
@@ -75,29 +99,42 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     start = time.perf_counter()
     lowered = trainer.lower_train_step(state, batch)
     stablehlo = lowered.as_text()
-    compiled = lowered.compile()
-    seconds = time.perf_counter() - start
     _write(os.path.join(out_dir, "train_step.stablehlo.txt"), stablehlo)
-    _write(os.path.join(out_dir, "train_step.hlo.txt"), compiled.as_text())
-
-    analysis = compiled.memory_analysis()
-    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
-              "generated_code_size_in_bytes")
-    memory = {name: int(getattr(analysis, name, 0) or 0) for name in fields}
+    capacity = device_memory_bytes(devices)
+    try:
+        compiled = lowered.compile()
+    except Exception as error:   # noqa: BLE001 (only a refusal for lack of memory is a result; the rest re-raise)
+        needed = _out_of_memory(error)
+        if needed is None:
+            raise
+        compiled = None
+        message = str(error).strip().splitlines()[0]
+        _write(os.path.join(out_dir, "train_step.hlo.txt"), f"# not compiled: {message}\n")
+        arguments = _shard_bytes((state, batch))
+        memory = {"argument_size_in_bytes": arguments, "output_size_in_bytes": _shard_bytes(state),
+                  "temp_size_in_bytes": needed, "alias_size_in_bytes": _shard_bytes(state),
+                  "generated_code_size_in_bytes": 0, "compiler_error": message}
+    seconds = time.perf_counter() - start
+    if compiled is not None:
+        _write(os.path.join(out_dir, "train_step.hlo.txt"), compiled.as_text())
+        analysis = compiled.memory_analysis()
+        fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes", "alias_size_in_bytes",
+                  "generated_code_size_in_bytes")
+        memory = {name: int(getattr(analysis, name, 0) or 0) for name in fields}
     # Donated state aliases its output: count those bytes once.
     memory["total_bytes"] = (memory["argument_size_in_bytes"] + memory["output_size_in_bytes"]
                              + memory["temp_size_in_bytes"] - memory["alias_size_in_bytes"])
-    capacity = device_memory_bytes(devices)
     memory["device_memory_bytes"] = capacity
     memory["device_kind"] = devices[0].device_kind
     memory["devices"] = len(devices)
     memory["mesh"] = dict(mesh.shape)
     memory["batch_size"] = int(config.batch_size)
     memory["per_device_batch"] = config.batch_size / (mesh.shape["data"] * mesh.shape["fsdp"])
-    memory["fits"] = None if capacity is None else memory["total_bytes"] <= capacity
+    fits = None if capacity is None else memory["total_bytes"] <= capacity
+    memory["fits"] = False if compiled is None else fits
     _write(os.path.join(out_dir, "memory.json"), json.dumps(memory, indent=2) + "\n")
 
-    cost = _cost(compiled)
+    cost = _cost(compiled) if compiled is not None else {}
     cost["model_flops_per_step"] = float(config.batch_size * trainer.task.flops_per_example())
     cost["model_flops_per_device"] = cost["model_flops_per_step"] / len(devices)
     cost["compile_seconds"] = seconds
