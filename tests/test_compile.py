@@ -52,3 +52,12 @@ def test_published_recipes_compile_for_a_v5e_256(tmp_path, config):
     assert result.stdout.strip().splitlines()[-1].startswith("fits: yes")
     memory = json.loads((tmp_path / "memory.json").read_text())
     assert memory["devices"] == 256 and memory["device_memory_bytes"] == 16 * 2**30
+
+
+def test_a_tpu_refusal_for_lack_of_hbm_is_read_as_the_memory_asked_for():
+    from rofjax.training.aot import _out_of_memory
+
+    refusal = RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+                           "temporaries (26.91G) exceeds available HBM (15.75G).")
+    assert _out_of_memory(refusal) == int(26.91 * 2**30)
+    assert _out_of_memory(RuntimeError("INVALID_ARGUMENT: bad shape")) is None

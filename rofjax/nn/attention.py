@@ -136,7 +136,7 @@ def attention_mask_4d(mask, batch: int, q_len: int, k_len: int, what: str):
                      f"q_len={q_len}, k_len={k_len}; got {tuple(mask.shape)}.")
 
 
-ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "xla", "cudnn")
+ATTENTION_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "xla", "cudnn", "splash")
 
 
 def document_mask(doc_ids):
@@ -203,15 +203,71 @@ def cudnn_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, max_d
     return jnp.where((lengths > 0)[:, None, None, None], out, jnp.zeros_like(out))
 
 
-def use_cudnn(implementation: str, dtype) -> bool:
-    """Whether `implementation` asks for cuDNN here: `cudnn` always, `auto` on a GPU with 16-bit compute."""
+def splash_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, interpret: bool = False):
+    """TPU splash attention (Pallas), `[batch, length, heads, dim]` in and out; padding and packed documents are
+    segment ids. Valid rows equal the reference; padding rows come out as zeros. Under a mesh the kernel runs per
+    shard (`shard_map`: batch over the rules' batch axes, heads over theirs). Raises `NotImplementedError` where the
+    length is not a multiple of the kernel's 128-token blocks."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
+    from jax.sharding import PartitionSpec
+
+    batch, length, heads, _ = q.shape
+    if length % 128:
+        raise NotImplementedError(f"splash attention needs a length that is a multiple of 128; got {length}.")
+    if doc_ids is not None:
+        segments = jnp.asarray(doc_ids).astype(jnp.int32)
+    elif key_mask is not None:
+        segments = jnp.broadcast_to(jnp.asarray(key_mask), (batch, length)).astype(jnp.int32)
+    else:
+        segments = jnp.ones((batch, length), jnp.int32)
+
+    def local(q, k, v, segments):
+        local_heads = q.shape[2]
+        kernel = splash.make_splash_mha(
+            mask=splash_mask.MultiHeadMask([splash_mask.FullMask((length, length))] * local_heads),
+            head_shards=1, q_seq_shards=1, interpret=interpret)
+        to_heads = lambda t: jnp.swapaxes(t, 1, 2)            # [b, l, h, d] → [b, h, l, d]
+        out = jax.vmap(lambda q, k, v, s: kernel(q, k, v, segment_ids=splash.SegmentIds(q=s, kv=s)))(
+            to_heads(q * jnp.asarray(scale, q.dtype)), to_heads(k), to_heads(v), segments)
+        return jnp.swapaxes(out, 1, 2)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        out = local(q, k, v, segments)
+    else:
+        batch_axes, _, head_axes, _ = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
+        qkv_spec = PartitionSpec(batch_axes, None, head_axes, None)
+        out = jax.shard_map(local, mesh=mesh, in_specs=(qkv_spec, qkv_spec, qkv_spec,
+                                                        PartitionSpec(batch_axes, None)),
+                            out_specs=qkv_spec, check_vma=False)(q, k, v, segments)
+    return jnp.where((segments > 0)[:, :, None, None], out, jnp.zeros_like(out))
+
+
+def attention_platform() -> str:
+    """The platform a step is being built for: the mesh's devices where a mesh is set (ahead-of-time compilation
+    for a TPU slice runs on a CPU host), else JAX's default backend."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
+    return getattr(device, "platform", None) or jax.default_backend()
+
+
+def fused_implementation(implementation: str, dtype) -> str | None:
+    """Which fused kernel `implementation` asks for here: `cudnn`/`splash` as named; `auto`: cuDNN on a GPU with
+    bf16/fp16 compute, splash on a TPU; None: no fused kernel (XLA's attention)."""
     if implementation not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"Unknown attention implementation {implementation!r}; expected one of "
                          f"{ATTENTION_IMPLEMENTATIONS}.")
-    if implementation == "cudnn":
-        return True
-    return (implementation == "auto" and jax.default_backend() == "gpu"
-            and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)))
+    if implementation in ("cudnn", "splash"):
+        return implementation
+    if implementation == "xla":
+        return None
+    platform = attention_platform()
+    if platform == "tpu":
+        return "splash"
+    if platform == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return "cudnn"
+    return None
 
 
 class MultiHeadAttention(nn.Module):
@@ -222,7 +278,8 @@ class MultiHeadAttention(nn.Module):
 
     Plain softmax goes through a fused kernel unless `use_fused_softmax=False`: cuDNN flash attention where
     `implementation` resolves to it (`auto`: a GPU with bf16/fp16 compute), padding passed as lengths and packed
-    documents (`doc_ids`) as cuDNN segments; `jax.nn.dot_product_attention` otherwise. Active attention dropout
+    documents (`doc_ids`) as cuDNN segments; splash attention (Pallas) on TPU, padding and documents as segment ids;
+    `jax.nn.dot_product_attention` otherwise. Active attention dropout
     takes the explicit path (the bert4keras mask on the weights), unless `fused_dropout`: then the cuDNN kernel
     drops the weights itself with its own random stream (same rate, different masks).
     """
@@ -246,6 +303,7 @@ class MultiHeadAttention(nn.Module):
     implementation: str = "auto"
     fused_dropout: bool = False
     max_documents: int | None = None
+    interpret_kernels: bool = False          # run Pallas kernels in interpret mode (tests of the TPU path on CPU)
     kernel_init: Initializer = nn.initializers.glorot_uniform()
     bias_init: Initializer = nn.initializers.zeros
     dtype: Dtype | None = None
@@ -298,19 +356,23 @@ class MultiHeadAttention(nn.Module):
 
         dropout_active = self.dropout_rate > 0 and not deterministic
         fusable = self.use_fused_softmax and self.normalization == "softmax" and key_size == self.head_size
+        kernel = fused_implementation(self.implementation, q.dtype) if fusable else None
+        padding_only = doc_ids is not None or mask is None or jnp.ndim(mask) == 2
         out = None
-        if fusable and use_cudnn(self.implementation, q.dtype) and (self.fused_dropout or not dropout_active) \
-                and (doc_ids is not None or mask is None or jnp.ndim(mask) == 2):
-            try:
+        try:
+            if kernel == "cudnn" and (self.fused_dropout or not dropout_active) and padding_only:
                 out = cudnn_attention(
                     q, k, v, scale=scale, key_mask=mask if doc_ids is None else None, doc_ids=doc_ids,
                     max_documents=self.max_documents or length,
                     dropout_rate=self.dropout_rate if dropout_active else 0.0,
                     # cuDNN takes its seed at compile time; the module path at least varies it by layer.
                     dropout_seed=zlib.crc32("/".join(self.scope.path).encode()) & 0x7FFFFFFF)
-            except NotImplementedError:
-                if self.implementation == "cudnn":
-                    raise
+            elif kernel == "splash" and not dropout_active and padding_only:
+                out = splash_attention(q, k, v, scale=scale, key_mask=mask if doc_ids is None else None,
+                                       doc_ids=doc_ids, interpret=self.interpret_kernels)
+        except NotImplementedError:
+            if self.implementation != "auto":
+                raise
         if out is not None:
             pass
         elif fusable and not dropout_active:

@@ -41,6 +41,8 @@ def prepare_host_devices(spec: str) -> None:
     """Before JAX is imported: ask XLA for N host devices (`cpu:N`), and keep JAX off any local accelerator."""
     platform, count = parse_topology(spec)
     os.environ["JAX_PLATFORMS"] = "cpu"
+    # Compiling for a slice only reads libtpu's chip descriptions: several such processes may share the library.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     if platform == "cpu":
         flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
@@ -66,7 +68,7 @@ def topology_devices(spec: str) -> list:
         return list(topologies.get_topology_desc(topology_name=str(value), platform="tpu", **extra).devices)
     except Exception as error:   # noqa: BLE001 (libtpu missing or a topology it does not know)
         raise RuntimeError(f"--topology {spec}: libtpu could not describe this slice ({type(error).__name__}: "
-                           f"{str(error)[:300]}). Install the matching libtpu with pip install 'rofjax[tpu]'.") \
+                           f"{str(error)[:300]}). Is the matching libtpu installed (pip install 'rofjax[tpu]')?") \
             from error
 
 

@@ -220,3 +220,55 @@ def test_cudnn_attention_runs_inside_scanned_layers(rng):
     params = model.init(jax.random.key(0), ids)
     grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, ids).astype(jnp.float32) ** 2)))(params)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree_util.tree_leaves(grads))
+
+
+# TPU splash attention, run by the Pallas interpreter on CPU --------------------------------------------------------
+def _splash_case(rng, doc_ids=None, key_mask=None):
+    x = jnp.asarray(rng.normal(size=(2, 128, 32)), jnp.float32)
+    outputs = {}
+    for implementation in ("xla", "splash"):
+        layer = MultiHeadAttention(num_heads=2, head_size=16, implementation=implementation, interpret_kernels=True)
+        params = layer.init(jax.random.key(0), x)
+        outputs[implementation] = np.asarray(layer.apply(params, x, key_mask, doc_ids=doc_ids))
+    return outputs
+
+
+def test_splash_attention_with_padding_matches_reference(rng):
+    key_mask = np.arange(128)[None, :] < np.array([[128], [77]])
+    outputs = _splash_case(rng, key_mask=key_mask)
+    np.testing.assert_allclose(outputs["splash"][key_mask], outputs["xla"][key_mask], rtol=2e-4, atol=2e-5)
+    assert np.all(outputs["splash"][~key_mask] == 0)
+
+
+def test_splash_attention_with_packed_documents_matches_reference(rng):
+    doc_ids = np.zeros((2, 128), np.int32)
+    doc_ids[0, :40], doc_ids[0, 40:100] = 1, 2
+    doc_ids[1, :] = 1
+    outputs = _splash_case(rng, doc_ids=jnp.asarray(doc_ids))
+    valid = doc_ids > 0
+    np.testing.assert_allclose(outputs["splash"][valid], outputs["xla"][valid], rtol=2e-4, atol=2e-5)
+
+
+def test_auto_picks_splash_for_a_tpu_mesh_and_nothing_on_cpu():
+    from rofjax.nn.attention import fused_implementation
+
+    assert fused_implementation("auto", jnp.bfloat16) is None          # this CPU, no mesh
+    assert fused_implementation("xla", jnp.bfloat16) is None
+    assert fused_implementation("splash", jnp.float32) == "splash"
+    with pytest.raises(ValueError, match="attention implementation 'flash'"):
+        fused_implementation("flash", jnp.bfloat16)
+
+
+def test_splash_attention_runs_per_shard_under_a_mesh(rng):
+    from rofjax.parallel.mesh import create_mesh, sharding_context
+
+    x = jnp.asarray(rng.normal(size=(4, 128, 32)), jnp.float32)
+    key_mask = np.arange(128)[None, :] < np.array([[128], [90], [128], [5]])
+    outputs = {}
+    for implementation in ("xla", "splash"):
+        layer = MultiHeadAttention(num_heads=2, head_size=16, implementation=implementation, interpret_kernels=True)
+        params = layer.init(jax.random.key(0), x)
+        with sharding_context(create_mesh(2, 2, 2, devices=jax.devices()[:8])):
+            outputs[implementation] = np.asarray(jax.jit(lambda p, x, layer=layer: layer.apply(p, x, key_mask))(
+                params, x))
+    np.testing.assert_allclose(outputs["splash"][key_mask], outputs["xla"][key_mask], rtol=2e-4, atol=2e-5)
