@@ -373,11 +373,9 @@ class MultiHeadAttention(nn.Module):
         except NotImplementedError:
             if self.implementation != "auto":
                 raise
-        if out is not None:
-            pass
-        elif fusable and not dropout_active:
+        if out is None and fusable and not dropout_active:
             out = jax.nn.dot_product_attention(q, k, v, mask=mask4, scale=scale)
-        else:
+        if out is None:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
             weights = attention_normalize(logits, mask4, self.normalization,
                                           softmax_plus_min_length=self.softmax_plus_min_length)
