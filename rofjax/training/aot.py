@@ -38,7 +38,7 @@ def _cost(compiled) -> dict:
         return {}
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
-    keep = ("flops", "bytes accessed", "transcendentals", "optimal_seconds")
+    keep = ("flops", "bytes accessed", "transcendentals")
     return {key: float(value) for key, value in (cost or {}).items() if key in keep}
 
 
@@ -135,6 +135,9 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     _write(os.path.join(out_dir, "memory.json"), json.dumps(memory, indent=2) + "\n")
 
     cost = _cost(compiled) if compiled is not None else {}
+    if compiled is not None and config.model.get("scan_layers"):
+        cost["note"] = ("XLA's flops and bytes count the body of a loop once: with scan_layers they cover one "
+                        "layer of the stack; model_flops_per_step counts them all")
     cost["model_flops_per_step"] = float(config.batch_size * trainer.task.flops_per_example())
     cost["model_flops_per_device"] = cost["model_flops_per_step"] / len(devices)
     cost["compile_seconds"] = seconds
