@@ -135,7 +135,7 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     _write(os.path.join(out_dir, "memory.json"), json.dumps(memory, indent=2) + "\n")
 
     cost = _cost(compiled) if compiled is not None else {}
-    if compiled is not None and config.model.get("scan_layers"):
+    if compiled is not None and trainer.task.model_config.scan_layers:
         cost["note"] = ("XLA's flops and bytes count the body of a loop once: with scan_layers they cover one "
                         "layer of the stack; model_flops_per_step counts them all")
     cost["model_flops_per_step"] = float(config.batch_size * trainer.task.flops_per_example())
