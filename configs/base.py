@@ -18,6 +18,10 @@ def base_config() -> ml_collections.ConfigDict:
         "dtype": placeholder(str), "scan_layers": placeholder(bool), "remat_policy": placeholder(str),
         "norm_position": placeholder(str), "residual_mode": placeholder(str),
         "attention_normalization": placeholder(str), "initializer": placeholder(str),
+        # Accelerator paths (rofjax.models.config): flash kernels, kernel dropout, embedding-gradient method;
+        # FLASH chunk size of GAU layers for long sequences.
+        "attention_implementation": placeholder(str), "fused_attention_dropout": placeholder(bool),
+        "embedding_lookup": placeholder(str), "gau_chunk_size": placeholder(int),
     })
     c.init_checkpoint = ""                   # pre-trained encoder parameters (rofjax, converted or pre-training)
     c.max_length = 128

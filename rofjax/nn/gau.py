@@ -40,6 +40,10 @@ def _masks(mask, batch: int, length: int, chunked: bool):
     if mask.ndim == 4 and mask.shape[1] == 1 and mask.shape[2:] == (length, length) and not chunked:
         pair = jnp.broadcast_to(mask[:, 0], (batch, length, length))
         return jnp.any(pair, axis=1), pair
+    if chunked and mask.ndim == 4:
+        raise ValueError("GatedAttentionUnit: FLASH mixed-chunk attention (chunk_size / gau_chunk_size) takes a key "
+                         f"mask [batch, length] only; got a full mask {tuple(mask.shape)}, as packed documents make. "
+                         "Train chunked GAU on unpacked rows (config.pack=False) or without chunking.")
     if mask.ndim != 2 or mask.shape[1] != length or mask.shape[0] not in (1, batch):
         allowed = "[batch, length]" + ("" if chunked else " or [batch, 1, length, length]")
         raise ValueError(f"GatedAttentionUnit: mask must be {allowed} with batch={batch}, length={length}; got "

@@ -64,12 +64,16 @@ def topology_devices(spec: str) -> list:
     kind = str(value).split(":")[0]
     # v4 chips hold two TensorCores that XLA drives as one device (megacore), as TPU VMs run them.
     extra = {"chip_config_name": "megacore"} if kind == "v4" else {}
+    import importlib.util
+
+    if importlib.util.find_spec("libtpu") is None:
+        raise RuntimeError(f"--topology {spec}: TPU slices are described by libtpu, which is not installed; "
+                           f"pip install 'rofjax[tpu]' (no TPU needed).")
     try:
         return list(topologies.get_topology_desc(topology_name=str(value), platform="tpu", **extra).devices)
-    except Exception as error:   # noqa: BLE001 (libtpu missing or a topology it does not know)
+    except Exception as error:   # noqa: BLE001 (a topology libtpu does not know, or a libtpu of another jax)
         raise RuntimeError(f"--topology {spec}: libtpu could not describe this slice ({type(error).__name__}: "
-                           f"{str(error)[:300]}). Is the matching libtpu installed (pip install 'rofjax[tpu]')?") \
-            from error
+                           f"{str(error)[:300]}).") from error
 
 
 def device_memory_bytes(devices) -> int | None:

@@ -78,7 +78,8 @@ def build_task(config, *, shapes_only: bool = False):
                                   pooling=config.pooling)
     if config.task == "mlm":
         return MaskedLMTask(model_config, tokenizer, max_length=config.max_length, mask_rate=config.mask_rate,
-                            alpha_ramp_steps=config.alpha_ramp_steps, max_documents=config.max_documents)
+                            alpha_ramp_steps=config.alpha_ramp_steps,
+                            max_documents=config.max_documents if config.pack else 1)
     if config.task == "events":
         from rofjax.data.ie_formats import duee_labels, read_duee_fin_schema, read_duee_schema
         from rofjax.training.tasks import EventTask

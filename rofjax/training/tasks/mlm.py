@@ -42,7 +42,7 @@ class MaskedLMTask:
     max_predictions: int | None = None
     whole_word: bool = True
     alpha_ramp_steps: int = 0
-    max_documents: int = 32
+    max_documents: int = 32              # per packed row; 1 = unpacked rows
 
     def __post_init__(self):
         self.model = Encoder(self.model_config)
@@ -128,8 +128,11 @@ class MaskedLMTask:
         if self.model_config.residual_mode == "alpha" and step is not None:
             kwargs["residual_alpha"] = residual_alpha(step, self.alpha_ramp_steps)
         rngs = None if deterministic else {"dropout": rng}
-        hidden = self.model.apply({"params": params}, batch["input_ids"], doc_ids=batch["doc_ids"],
-                                  max_documents=self.max_documents, positions=batch["positions"],
+        if self.max_documents == 1:      # one document per row: a plain key mask (FLASH chunking accepts it)
+            kwargs["attention_mask"] = batch["doc_ids"] > 0
+        else:
+            kwargs.update(doc_ids=batch["doc_ids"], max_documents=self.max_documents)
+        hidden = self.model.apply({"params": params}, batch["input_ids"], positions=batch["positions"],
                                   deterministic=deterministic, rngs=rngs, **kwargs)
         picked = gather_positions(hidden, batch["masked_positions"], method=self.model_config.embedding_lookup)
         return self.model.apply({"params": params}, picked, deterministic=deterministic, rngs=rngs,
