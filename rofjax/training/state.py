@@ -5,10 +5,11 @@ key data, so it checkpoints like any array) and optionally an EMA of the paramet
 config's `dtype` (bf16 activations with fp32 master weights when `dtype="bfloat16"`, `param_dtype="float32"`).
 
 The step is `jax.jit(step, in_shardings=(state, batch), out_shardings=(state, replicated), donate_argnums=0)`;
-parameter shardings come from the modules' logical axis names, optimizer-state shardings from what XLA chooses
-for `tx.init` on sharded parameters. Each step folds the step number into the dropout key, and dropout masks are
-drawn for the global (sharded) arrays, so every device gets its own part of one mask and a sharded step equals the
-single-device step.
+parameter shardings come from the modules' logical axis names and the rules, and every optimizer-state leaf
+shaped like its parameter is split like it. Init, train and eval steps are traced under the mesh and the
+logical-axis rules (`Trainer.context()`), so the modules' activation constraints bind. Each step folds the step
+number into the dropout key, and dropout masks are drawn for the global (sharded) arrays, so every device gets its
+own part of one mask and a sharded step equals the single-device step.
 """
 
 from __future__ import annotations
