@@ -161,7 +161,7 @@ def test_gau_rejects_bad_arguments():
     x = jnp.zeros((2, 5, 8))
     with pytest.raises(ValueError, match=r"batch=2, length=5; got \(2, 4\)"):
         GatedAttentionUnit(units=8, key_size=4).init(jax.random.key(0), x, jnp.ones((2, 4), bool))
-    with pytest.raises(ValueError, match=r"must be \[batch, length\] with batch=2"):
+    with pytest.raises(ValueError, match=r"key mask \[batch, length\] only; got a full mask \(2, 1, 5, 5\)"):
         GatedAttentionUnit(units=8, key_size=4, chunk_size=2).init(jax.random.key(0), x,
                                                                    jnp.ones((2, 1, 5, 5), bool))
     with pytest.raises(ValueError, match="normalization='relu'"):
