@@ -20,7 +20,7 @@ import time
 
 import jax
 
-from rofjax.parallel.mesh import batch_sharding, create_mesh, rules_from_config
+from rofjax.parallel.mesh import batch_sharding, create_mesh
 from rofjax.parallel.topology import device_memory_bytes
 
 
@@ -66,26 +66,12 @@ def _out_of_memory(error: Exception) -> int | None:
 
 def build_trainer(config, devices):
     """The `Trainer` of `config` on a mesh of `devices` (shapes only: the vocabulary file need not match)."""
-    from flax import linen as nn
-
-    from rofjax.training.loop import build_task
-    from rofjax.training.optim import build_optimizer, learning_rate_schedule
-    from rofjax.training.state import Trainer
+    from rofjax.training import loop
 
     mesh_cfg = config.mesh
     mesh = create_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor, devices=devices)
-    shards = mesh.shape["data"] * mesh.shape["fsdp"]
-    if config.batch_size % shards:
-        raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of data × fsdp = {shards} (mesh "
-                         f"{dict(mesh.shape)}); change batch_size or config.mesh.")
-    task = build_task(config, shapes_only=True)
-    total = max(1, int(config.total_steps))
-    rules = rules_from_config(config)
-    probe = Trainer(task, None, mesh, rules=rules)
-    tx = build_optimizer(config.optim, total, params=nn.unbox(probe.abstract_params(config.batch_size)))
-    trainer = Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, total),
-                      ema_decay=config.ema_decay, skip_nonfinite=config.nonfinite == "skip", rules=rules)
-    return trainer
+    loop.check_batch_fits_mesh(config, mesh)
+    return loop.build_trainer(config, loop.build_task(config, shapes_only=True), mesh, max(1, int(config.total_steps)))
 
 
 def compile_train_step(config, devices, out_dir: str) -> dict:

@@ -290,17 +290,32 @@ def _load_init_params(config, state, task):
     return state.replace(params=params)
 
 
-def run(config, workdir: str) -> dict:
-    from rofjax.training.optim import build_optimizer, learning_rate_schedule
-    from rofjax.training.state import Trainer
-
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    mesh = mesh_from_config(config)
+def check_batch_fits_mesh(config, mesh) -> None:
     shards = mesh.shape["data"] * mesh.shape["fsdp"]
     if config.batch_size % shards:
         raise ValueError(f"config.batch_size={config.batch_size} must be a multiple of data × fsdp = {shards} (mesh "
                          f"{dict(mesh.shape)}); change batch_size or config.mesh.")
+
+
+def build_trainer(config, task, mesh, total_steps: int):
+    """The `Trainer` of `config`: its optimizer and schedule over `total_steps`, on `mesh` under its rules."""
+    from flax import linen as nn
+
+    from rofjax.training.optim import build_optimizer, learning_rate_schedule
+    from rofjax.training.state import Trainer
+
+    rules = rules_from_config(config)
+    abstract_params = Trainer(task, None, mesh, rules=rules).abstract_params(config.batch_size)
+    tx = build_optimizer(config.optim, total_steps, params=nn.unbox(abstract_params))
+    return Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, total_steps),
+                   ema_decay=config.ema_decay, skip_nonfinite=config.nonfinite == "skip", rules=rules)
+
+
+def run(config, workdir: str) -> dict:
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = mesh_from_config(config)
+    check_batch_fits_mesh(config, mesh)
     task = build_task(config)
     train_source, eval_source = _sources(config, workdir)
     if hasattr(task, "expand"):                          # one record → several training examples (windows)
@@ -312,14 +327,7 @@ def run(config, workdir: str) -> dict:
     if total <= 0:
         raise ValueError("config.total_steps or config.epochs must be positive.")
     eval_every = steps_per_epoch if config.eval_every < 0 else config.eval_every
-    schedule = learning_rate_schedule(config.optim, total)
-    probe = Trainer(task, None, mesh)
-    abstract_params = jax.tree_util.tree_map(lambda x: x, probe.abstract_params(config.batch_size))
-    from flax import linen as nn
-
-    tx = build_optimizer(config.optim, total, params=nn.unbox(abstract_params))
-    trainer = Trainer(task, tx, mesh, schedule=schedule, ema_decay=config.ema_decay,
-                      skip_nonfinite=config.nonfinite == "skip", rules=rules_from_config(config))
+    trainer = build_trainer(config, task, mesh, total)
 
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                            enable_async_checkpointing=True)
