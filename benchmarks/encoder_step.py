@@ -202,7 +202,6 @@ def jax_runner(args, ids, segments, labels, variant):
     optimizer = optax.adamw(1e-4, weight_decay=0.01)
     opt_state = optimizer.init(params)
     ids, segments, labels = map(jnp.asarray, (ids, segments, labels))
-    count = int((labels != 0).sum())
     # The labelled positions per example, padded to a fixed count (as the MLM pipeline does) with weight 0.
     per_row = int((labels != 0).sum(1).max())
     order = jnp.argsort(labels == 0, axis=1, stable=True)[:, :per_row]
@@ -231,7 +230,6 @@ def jax_runner(args, ids, segments, labels, variant):
         carry["params"], carry["opt"], carry["rng"], loss = compiled(carry["params"], carry["opt"], carry["rng"])
         return float(loss)
 
-    del count
     return step, lambda: None
 
 
