@@ -3,6 +3,8 @@
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from rofjax.training.optim import optim_config
+
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -42,12 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.pack = True
     c.max_documents = 32                     # mlm packing: documents per row at most (fused attention segments)
     c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
-    c.optim = ml_collections.ConfigDict({
-        "name": "adamw", "lr": 1e-3, "warmup_steps": 0, "decay": "linear", "end_lr_ratio": 0.0,
-        "piecewise_linear": placeholder(dict), "weight_decay": 0.01, "b1": 0.9, "b2": 0.999, "eps": 1e-6,
-        "bias_correction": True, "clip_norm": 1.0, "grad_accum_steps": 1, "momentum": placeholder(float),
-        "min_dim_size_to_factor": 128, "param_lr": [],
-    })
+    c.optim = optim_config()                 # every key, its default and its comment: rofjax.training.optim
     c.ema_decay = 0.0
     c.nonfinite = "stop"                     # stop | skip
     c.log_every = 1

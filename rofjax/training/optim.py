@@ -11,6 +11,15 @@ Optimisers: `adamw` (ε added after the square root, as bert4keras; `bias_correc
 ε₁ 1e-30, ε₂ 1e-3, update clipping 1.0, factored from 128), `lion`. Around them: global-norm clipping, weight-decay
 mask (no decay on norms, biases and ScaleOffset), per-parameter learning-rate multipliers by regex (0 freezes),
 gradient accumulation (`optax.MultiSteps`: the schedule counts updates, not micro-batches).
+
+Every option is a key of `optim_config()`, the one place for its default; configs/base.py builds its `optim`
+section from it, so each key can be set on the command line (`--config.optim.decay_rate=0.5`). One default
+depends on the optimiser: `b2` stays None unless set, and None means the optimiser's published β₂ (the table
+`PUBLISHED_B2`: 0.999 for AdamW and LAMB, 0.99 for Lion); Adafactor has no β₂ (`decay_rate` schedules its second
+moment). ε₂, the floor of Adafactor's parameter scale, is optax's fixed 1e-3.
+
+`build_optimizer`, `learning_rate_schedule` and `lr_multiplier` take the `optim` section, or a mapping of some of
+its keys, which `optim_config` completes from the defaults; a key it does not know is an error that names it.
 """
 
 from __future__ import annotations
@@ -21,20 +30,50 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
+from ml_collections.config_dict import placeholder
 
 OPTIMIZERS = ("adamw", "lamb", "adafactor", "lion")
 DECAYS = ("constant", "linear", "cosine")
-DEFAULT_NO_DECAY = (r"(^|/)bias$", r"(^|/)beta$", r"(^|/)gamma$", r"norm", r"scaleoffset")
+# β₂ when optim.b2 is None, as published: Adam (Kingma & Ba 2015), LAMB (You et al. 2020), Lion (Chen et al. 2023).
+PUBLISHED_B2 = {"adamw": 0.999, "lamb": 0.999, "lion": 0.99}
 
 
-def _get(cfg, name, default=None):
-    if cfg is None:
-        return default
-    if hasattr(cfg, "get"):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
+def optim_config(**overrides) -> ml_collections.ConfigDict:
+    """The locked `optim` section: every option at its default, then `overrides` (KeyError on an unknown key)."""
+    c = ml_collections.ConfigDict()
+    c.name = "adamw"                         # adamw | lamb | adafactor | lion
+    c.lr = 1e-3                              # peak learning rate
+    c.warmup_steps = 0                       # linear ramp over this many updates (0: the peak lr from step 0)
+    c.decay = "linear"                       # constant | linear | cosine, to end_lr_ratio at total_steps
+    c.end_lr_ratio = 0.0                     # final lr / peak lr of the linear and cosine decays
+    c.piecewise_linear = placeholder(dict)   # bert4keras {step: multiplier}; set, it replaces warmup and decay
+    c.weight_decay = 0.01                    # decoupled weight decay; 0: none
+    c.no_decay = (r"(^|/)bias$", r"(^|/)beta$", r"(^|/)gamma$", r"norm", r"scaleoffset")  # paths spared decay
+    c.b1 = 0.9                               # adamw/lamb first-moment decay; lion's update interpolation
+    c.b2 = placeholder(float)                # adamw/lamb second moment, lion momentum; None: PUBLISHED_B2[name]
+    c.eps = 1e-6                             # adamw/lamb ε, added after the square root
+    c.bias_correction = True                 # adamw/lamb m̂, v̂ (False: bert4keras LAMB pre-training)
+    c.momentum = placeholder(float)          # adafactor first-moment decay; None: no momentum (bert4keras)
+    c.decay_rate = 0.8                       # adafactor's β₂ at update t is 1 − t^(−decay_rate)
+    c.eps1 = 1e-30                           # adafactor ε₁, added to squared gradients
+    c.clipping_threshold = 1.0               # adafactor clips each update's RMS to this; 0: no clipping
+    c.min_dim_size_to_factor = 128           # adafactor factors the second moment of tensors this wide
+    c.clip_norm = 1.0                        # global gradient-norm clipping before the optimiser; 0: none
+    c.grad_accum_steps = 1                   # micro-batches per update (the schedule counts updates)
+    c.param_lr = []                          # [(path regex, lr multiplier), ...]: first match wins, 0 freezes
+    c.lock()
+    for key, value in overrides.items():
+        if key not in c:
+            raise KeyError(f"optim.{key} is not an optimiser option; the options are {', '.join(c.keys())}.")
+        c[key] = value
+    return c
+
+
+def _complete(cfg) -> ml_collections.ConfigDict:
+    return optim_config(**cfg)
 
 
 def piecewise_linear(schedule: Mapping[int, float]):
@@ -55,14 +94,13 @@ def piecewise_linear(schedule: Mapping[int, float]):
 
 def lr_multiplier(cfg, total_steps: int):
     """The schedule's multiplier of the peak learning rate, as a function of the update count."""
-    pieces = _get(cfg, "piecewise_linear")
-    if pieces:
-        return piecewise_linear({int(k): v for k, v in dict(pieces).items()})
-    warmup = int(_get(cfg, "warmup_steps", 0))
-    decay = _get(cfg, "decay", "linear")
+    cfg = _complete(cfg)
+    if cfg.piecewise_linear:
+        # Keys come back as strings from JSON and the command line.
+        return piecewise_linear({int(k): v for k, v in dict(cfg.piecewise_linear).items()})
+    warmup, decay, end = int(cfg.warmup_steps), cfg.decay, float(cfg.end_lr_ratio)
     if decay not in DECAYS:
         raise ValueError(f"optim.decay={decay!r}; expected one of {DECAYS}.")
-    end = float(_get(cfg, "end_lr_ratio", 0.0))
     if warmup < 0:
         raise ValueError(f"optim.warmup_steps={warmup} must be >= 0.")
 
@@ -83,7 +121,8 @@ def lr_multiplier(cfg, total_steps: int):
 
 
 def learning_rate_schedule(cfg, total_steps: int):
-    peak = float(_get(cfg, "lr"))
+    cfg = _complete(cfg)
+    peak = float(cfg.lr)
     multiplier = lr_multiplier(cfg, total_steps)
     return lambda step: peak * multiplier(step)
 
@@ -140,40 +179,38 @@ def _param_multipliers(params, rules):
 
 def build_optimizer(cfg, total_steps: int, params=None) -> optax.GradientTransformation:
     """An optax transformation for `cfg` (the `optim` section of a training config)."""
-    name = _get(cfg, "name", "adamw")
+    cfg = _complete(cfg)
+    name = cfg.name
     if name not in OPTIMIZERS:
         raise ValueError(f"optim.name={name!r}; expected one of {OPTIMIZERS}.")
     lr = learning_rate_schedule(cfg, total_steps)
-    weight_decay = float(_get(cfg, "weight_decay", 0.0))
-    no_decay = tuple(_get(cfg, "no_decay", DEFAULT_NO_DECAY) or ())
+    weight_decay = float(cfg.weight_decay)
+    no_decay = tuple(cfg.no_decay or ())
     decay_mask = (lambda p: path_mask(p, no_decay, match_means=False)) if no_decay else None
-    b1, b2 = float(_get(cfg, "b1", 0.9)), float(_get(cfg, "b2", 0.999))
-    eps = float(_get(cfg, "eps", 1e-6))
+    b1 = float(cfg.b1)
+    b2 = float(cfg.b2) if cfg.b2 is not None else PUBLISHED_B2.get(name)
     chain = []
-    clip = _get(cfg, "clip_norm", 0.0)
-    if clip:
-        chain.append(optax.clip_by_global_norm(float(clip)))
+    if cfg.clip_norm:
+        chain.append(optax.clip_by_global_norm(float(cfg.clip_norm)))
     if name in ("adamw", "lamb"):
-        chain.append(scale_by_adam(b1, b2, eps, bool(_get(cfg, "bias_correction", True))))
+        chain.append(scale_by_adam(b1, b2, float(cfg.eps), bool(cfg.bias_correction)))
         if weight_decay:
             chain.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
         if name == "lamb":
             chain.append(optax.scale_by_trust_ratio())
         chain.append(optax.scale_by_learning_rate(lr))
     elif name == "adafactor":
-        momentum = _get(cfg, "momentum", None)
         chain.append(optax.adafactor(
-            learning_rate=lr, min_dim_size_to_factor=int(_get(cfg, "min_dim_size_to_factor", 128)),
-            decay_rate=float(_get(cfg, "decay_rate", 0.8)), multiply_by_parameter_scale=True,
-            clipping_threshold=_get(cfg, "clipping_threshold", 1.0), momentum=momentum,
-            eps=float(_get(cfg, "eps1", 1e-30)), weight_decay_rate=weight_decay or None,
-            weight_decay_mask=decay_mask if weight_decay else None))
+            learning_rate=lr, min_dim_size_to_factor=int(cfg.min_dim_size_to_factor),
+            decay_rate=float(cfg.decay_rate), multiply_by_parameter_scale=True,
+            clipping_threshold=float(cfg.clipping_threshold) if cfg.clipping_threshold else None,
+            momentum=None if cfg.momentum is None else float(cfg.momentum), eps=float(cfg.eps1),
+            weight_decay_rate=weight_decay or None, weight_decay_mask=decay_mask if weight_decay else None))
     else:
-        chain.append(optax.lion(lr, b1=b1, b2=float(_get(cfg, "b2", 0.99)), weight_decay=weight_decay,
-                                mask=decay_mask))
+        chain.append(optax.lion(lr, b1=b1, b2=b2, weight_decay=weight_decay, mask=decay_mask))
     tx = optax.chain(*chain)
 
-    rules = list(_get(cfg, "param_lr", []) or [])
+    rules = list(cfg.param_lr or [])
     if rules:
         if params is None:
             raise ValueError("optim.param_lr needs the parameter tree to build its multipliers.")
@@ -186,7 +223,7 @@ def build_optimizer(cfg, total_steps: int, params=None) -> optax.GradientTransfo
         if values - {0.0, 1.0}:
             tx = optax.chain(tx, _scale_by_tree(multipliers))
 
-    accumulate = int(_get(cfg, "grad_accum_steps", 1))
+    accumulate = int(cfg.grad_accum_steps)
     if accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accumulate)
     return tx
