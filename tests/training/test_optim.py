@@ -3,11 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
+from configs.base import base_config
 from rofjax.training.optim import (
     build_optimizer,
     learning_rate_schedule,
     lr_multiplier,
+    optim_config,
     path_mask,
     piecewise_linear,
     residual_alpha,
@@ -117,3 +121,109 @@ def test_residual_alpha_ramp_and_bad_config():
         build_optimizer({"name": "sgdd", "lr": 1.0}, 10)
     with pytest.raises(ValueError, match="optim.decay='exp'"):
         lr_multiplier({"decay": "exp"}, 10)
+
+
+def _command_line(*overrides):
+    """The locked base config after `--config.KEY=VALUE` overrides, parsed as train/_main.py parses them."""
+    argv = ["finetune", *overrides]
+    flag_values = flags.FlagValues()
+    config = base_config()
+    config.lock()
+    config_flags.DEFINE_config_dict("config", config, flag_values=flag_values, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+def _updates(optim, params, grads_per_step):
+    tx = build_optimizer(optim, total_steps=100)
+    state, out = tx.init(params), []
+    for grads in grads_per_step:
+        updates, state = tx.update(grads, state, params)
+        out.append(np.asarray(updates["w"], np.float64))
+    return out
+
+
+P = np.array([1.0, -2.0, 0.5])
+GRADS = [np.array([0.3, -1.2, 2.0]), np.array([-0.5, 0.4, 0.1])]
+ADAFACTOR = ["--config.optim.name=adafactor", "--config.optim.decay=constant", "--config.optim.lr=0.1",
+             "--config.optim.weight_decay=0.0", "--config.optim.clip_norm=0.0"]
+
+
+def _numpy_adafactor(decay_rate=0.8, eps1=1e-30, clipping_threshold=1.0, lr=0.1):
+    """Unfactored Adafactor without momentum: β₂ₜ = 1 − t^(−decay_rate), RMS-clipped, × lr × max(RMS(p), 1e-3)."""
+    v, out = np.zeros(3), []
+    for t, g in enumerate(GRADS, start=1):
+        beta = 1.0 - t ** -decay_rate
+        v = beta * v + (1.0 - beta) * (g * g + eps1)
+        u = g / np.sqrt(v)
+        u = u / max(1.0, np.sqrt(np.mean(u * u)) / clipping_threshold)
+        out.append(-lr * max(np.sqrt(np.mean(P * P)), 1e-3) * u)
+    return out
+
+
+@pytest.mark.parametrize("key, value", [("decay_rate", 0.5), ("eps1", 0.1), ("clipping_threshold", 0.2)])
+def test_adafactor_options_set_on_the_command_line_change_its_updates(key, value):
+    config = _command_line(*ADAFACTOR, f"--config.optim.{key}={value}")
+    assert config.optim[key] == value
+    params = {"w": jnp.asarray(P, jnp.float32)}
+    got = _updates(config.optim, params, [{"w": jnp.asarray(g, jnp.float32)} for g in GRADS])
+    expected, default = _numpy_adafactor(**{key: value}), _numpy_adafactor()
+    for step in range(2):
+        np.testing.assert_allclose(got[step], expected[step], rtol=1e-5, atol=1e-9)
+    assert np.abs(expected[1] - default[1]).max() > 1e-3
+
+
+def test_no_decay_set_on_the_command_line_spares_the_matching_parameters():
+    config = _command_line("--config.optim.no_decay=('^frozen_scale$',)", "--config.optim.weight_decay=0.1",
+                           "--config.optim.lr=0.5", "--config.optim.decay=constant")
+    params = {"frozen_scale": jnp.full((2,), 3.0), "kernel": jnp.full((2,), 3.0)}
+    tx = build_optimizer(config.optim, total_steps=10)
+    updates, _ = tx.update(jax.tree_util.tree_map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["frozen_scale"]), 0.0)
+    np.testing.assert_allclose(np.asarray(updates["kernel"]), -0.5 * 0.1 * 3.0, rtol=1e-6)
+
+
+def _numpy_lion(grads, b2, b1=0.9, lr=0.1, weight_decay=0.0):
+    """Lion (Chen et al. 2023): Δ = −lr·(sign(β₁m + (1−β₁)g) + λp), then m ← β₂m + (1−β₂)g."""
+    m, out = np.zeros(3), []
+    for g in grads:
+        out.append(-lr * (np.sign(b1 * m + (1 - b1) * g) + weight_decay * P))
+        m = b2 * m + (1 - b2) * g
+    return out
+
+
+def test_lion_uses_its_published_b2_unless_b2_is_set():
+    lion = ["--config.optim.name=lion", "--config.optim.decay=constant", "--config.optim.lr=0.1",
+            "--config.optim.clip_norm=0.0", "--config.optim.weight_decay=0.0"]
+    # g₂ = −0.05·g₁: the second update is −lr·sign(0.9(1−β₂)g₁ + 0.1g₂), the sign of g₁ for β₂ = 0.99 and of g₂
+    # for β₂ = 0.999, so it tells the two apart.
+    grads = [GRADS[0], -0.05 * GRADS[0]]
+    params = {"w": jnp.asarray(P, jnp.float32)}
+    second = {}
+    for overrides, b2 in [((), 0.99), (("--config.optim.b2=0.999",), 0.999)]:
+        config = _command_line(*lion, *overrides)
+        got = _updates(config.optim, params, [{"w": jnp.asarray(g, jnp.float32)} for g in grads])
+        expected = _numpy_lion(grads, b2)
+        for step in range(2):
+            np.testing.assert_allclose(got[step], expected[step], rtol=1e-6)
+        second[b2] = got[1]
+    np.testing.assert_array_equal(-np.sign(second[0.99]), np.sign(grads[0]))
+    np.testing.assert_array_equal(-np.sign(second[0.999]), np.sign(grads[1]))
+
+
+def test_a_misspelt_optim_key_fails_naming_it():
+    with pytest.raises(AttributeError, match="decay_rat"):
+        _command_line("--config.optim.decay_rat=0.5")
+    config = base_config()
+    config.lock()
+    with pytest.raises(AttributeError, match="decay_rat"):
+        config.optim.decay_rat = 0.5
+    with pytest.raises(KeyError, match=r"optim\.decay_rat is not an optimiser option"):
+        build_optimizer({"name": "adafactor", "decay_rat": 0.5}, total_steps=10)
+    with pytest.raises(KeyError, match=r"optim\.warmup is not"):
+        learning_rate_schedule({"lr": 1e-3, "warmup": 10}, total_steps=10)
+
+
+def test_the_base_config_optim_section_is_optim_config():
+    assert base_config().optim.to_dict() == optim_config().to_dict()
+    assert optim_config(name="lion", b2=0.95).b2 == 0.95
