@@ -37,7 +37,7 @@ def compile_at(path, devices, mode, per_chip):
         config.mesh.data, config.mesh.fsdp = 1, -1
     else:
         config.mesh.data, config.mesh.fsdp = -1, 1
-    config.batch_size = int(per_chip * len(devices))
+    config.train.batch_size = int(per_chip * len(devices))
     with tempfile.TemporaryDirectory() as out:
         return compile_train_step(config, devices, out)["memory"]
 

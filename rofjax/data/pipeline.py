@@ -1,16 +1,17 @@
 """grain input pipelines over tfds array_record data sources.
 
-Training batches come from `MapDataset.source → shuffle(seed) → repeat → map(encode) → batch` turned into an
-iterator whose state (`get_state`/`set_state`) is saved with every checkpoint, so a resumed run sees exactly the
-batches it would have seen. Each host reads its own slice (`process_index::process_count`) and batches
-`global_batch / process_count` rows; the loop assembles global arrays from them. Evaluation batches keep every
-example once, padding the last batch with zero-weight rows so that every batch has one shape (one compilation).
+Training batches come from `MapDataset.source → shuffle(seed) → repeat → task.training_examples → batch` (the
+task maps records to examples: encoding, or packing and masking for pre-training) turned into an iterator whose
+state (`get_state`/`set_state`) is saved with every checkpoint, so a resumed run sees exactly the batches it would
+have seen. Each host reads its own slice (`process_index::process_count`) and batches `global_batch /
+process_count` rows; the loop assembles global arrays from them. Evaluation batches keep every example once,
+padding the last batch with zero-weight rows so that every batch has one shape (one compilation).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
 
 import grain
 import jax
@@ -31,37 +32,30 @@ def host_batch_size(global_batch: int) -> int:
     return global_batch // processes
 
 
-def _stack(rows: list[dict]) -> dict:
+def stack_rows(rows: list[dict]) -> dict:
     return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
 
 
-def train_iterator(source, encode: Callable[[dict], dict], *, batch_size: int, seed: int):
-    """Endless, shuffled (a new order every epoch), per-host batches of `encode`d records; checkpointable."""
+def train_iterator(task, source, *, batch_size: int, seed: int):
+    """Endless, shuffled (a new order every epoch) per-host batches of `task.training_examples`; checkpointable.
+    Each host reads its own slice of `source` and batches `batch_size / process_count` rows."""
     dataset = grain.MapDataset.source(source)
     if jax.process_count() > 1:
         dataset = dataset[jax.process_index()::jax.process_count()]
-    dataset = dataset.shuffle(seed=seed).repeat(None).map(encode)
-    dataset = dataset.batch(host_batch_size(batch_size), drop_remainder=True, batch_fn=_stack)
-    return iter(dataset.to_iter_dataset())
-
-
-def eval_batches(source, encode: Callable[[dict], dict], *, batch_size: int):
-    """Every record once, in order, in per-host batches; the last batch is padded with `weights == 0` rows."""
-    dataset = grain.MapDataset.source(source)
-    if jax.process_count() > 1:
-        dataset = dataset[jax.process_index()::jax.process_count()]
-    dataset = dataset.map(encode)
     per_host = host_batch_size(batch_size)
-    rows = []
-    for row in dataset:
-        rows.append(row)
-        if len(rows) == per_host:
-            yield _stack(rows)
+    examples = task.training_examples(dataset.shuffle(seed=seed).repeat(None), batch_size=per_host, seed=seed)
+    return iter(examples.batch(per_host, drop_remainder=True, batch_fn=stack_rows))
+
+
+def padded_batches(examples: Iterable[dict], batch_size: int) -> Iterator[dict]:
+    """Every example once, in order, in batches of exactly `batch_size` rows; `weights` is 1 on real rows and 0 on
+    the zero rows that fill the last batch (one shape, one compilation)."""
+    rows: list[dict] = []
+    for example in examples:
+        rows.append({**example, "weights": np.float32(example.get("weights", 1.0))})
+        if len(rows) == batch_size:
+            yield stack_rows(rows)
             rows = []
     if rows:
         filler = {k: np.zeros_like(v) for k, v in rows[0].items()}
-        count = len(rows)
-        rows += [filler] * (per_host - count)
-        batch = _stack(rows)
-        batch["weights"] = np.where(np.arange(per_host) < count, batch["weights"], 0).astype(np.float32)
-        yield batch
+        yield stack_rows(rows + [filler] * (batch_size - len(rows)))

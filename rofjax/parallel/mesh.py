@@ -77,10 +77,10 @@ def create_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequenc
 
 
 def mesh_from_config(cfg) -> Mesh:
-    """`cfg.mesh` = {data, fsdp, tensor}; `cfg.multihost` calls `jax.distributed.initialize()` first."""
-    if cfg.get("multihost", False) and jax.process_count() == 1:
-        jax.distributed.initialize()
+    """`cfg.mesh` = {data, fsdp, tensor, multihost}; `multihost` calls `jax.distributed.initialize()` first."""
     mesh_cfg = cfg.get("mesh", None) or {}
+    if mesh_cfg.get("multihost", False) and jax.process_count() == 1:
+        jax.distributed.initialize()
     return create_mesh(mesh_cfg.get("data", -1), mesh_cfg.get("fsdp", 1), mesh_cfg.get("tensor", 1))
 
 

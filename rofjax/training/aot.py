@@ -71,7 +71,7 @@ def build_trainer(config, devices):
     mesh_cfg = config.mesh
     mesh = create_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor, devices=devices)
     loop.check_batch_fits_mesh(config, mesh)
-    return loop.build_trainer(config, loop.build_task(config, shapes_only=True), mesh, max(1, int(config.total_steps)))
+    return loop.build_trainer(config, loop.build_task(config, shapes_only=True), mesh, max(1, int(config.train.total_steps)))
 
 
 def compile_train_step(config, devices, out_dir: str) -> dict:
@@ -79,9 +79,9 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     trainer = build_trainer(config, devices)
     mesh = trainer.mesh
-    state = trainer.abstract_state(config.batch_size)
+    state = trainer.abstract_state(config.train.batch_size)
     batch = {key: jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=batch_sharding(mesh, value.ndim))
-             for key, value in trainer.task.init_batch(config.batch_size).items()}
+             for key, value in trainer.task.init_batch(config.train.batch_size).items()}
     start = time.perf_counter()
     lowered = trainer.lower_train_step(state, batch)
     stablehlo = lowered.as_text()
@@ -114,8 +114,8 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     memory["device_kind"] = devices[0].device_kind
     memory["devices"] = len(devices)
     memory["mesh"] = dict(mesh.shape)
-    memory["batch_size"] = int(config.batch_size)
-    memory["per_device_batch"] = config.batch_size / (mesh.shape["data"] * mesh.shape["fsdp"])
+    memory["batch_size"] = int(config.train.batch_size)
+    memory["per_device_batch"] = config.train.batch_size / (mesh.shape["data"] * mesh.shape["fsdp"])
     fits = None if capacity is None else memory["total_bytes"] <= capacity
     memory["fits"] = False if compiled is None else fits
     _write(os.path.join(out_dir, "memory.json"), json.dumps(memory, indent=2) + "\n")
@@ -124,7 +124,7 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     if compiled is not None and trainer.task.model_config.scan_layers:
         cost["note"] = ("XLA's flops and bytes count the body of a loop once: with scan_layers they cover one "
                         "layer of the stack; model_flops_per_step counts them all")
-    cost["model_flops_per_step"] = float(config.batch_size * trainer.task.flops_per_example())
+    cost["model_flops_per_step"] = float(config.train.batch_size * trainer.task.flops_per_example())
     cost["model_flops_per_device"] = cost["model_flops_per_step"] / len(devices)
     cost["compile_seconds"] = seconds
     cost["sharding_constraints"] = stablehlo.count("sharding_constraint")

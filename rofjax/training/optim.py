@@ -235,10 +235,3 @@ def _scale_by_tree(multipliers):
         return jax.tree_util.tree_map(lambda u, m: u * m if m != 1.0 else u, updates, multipliers), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-
-
-def residual_alpha(step, ramp_steps: int):
-    """α of the α-residual `Norm(x + α·F(x))`: 0 → 1 linearly over `ramp_steps` updates, then 1 (post 8620)."""
-    if ramp_steps <= 0:
-        return jnp.ones([], jnp.float32)
-    return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / ramp_steps)

@@ -3,9 +3,10 @@ import unicodedata
 
 import pytest
 
-from rofjax.data import clue
-from rofjax.data.builders.clue import DecodedSource, prepare_clue
-from rofjax.data.ie_formats import DataFormatError
+from rofjax.data.builders.clue import decode_record, prepare_clue
+from rofjax.data.builders.local import DecodedSource
+from rofjax.data.readers import clue
+from rofjax.data.readers.jsonl import DataFormatError
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.data.vocab import EMBEDDED_VOCAB
 from tests.clue_fixtures import write_clue_task
@@ -22,7 +23,7 @@ def test_builder_holds_what_the_reader_reads_for_every_split(tmp_path, task):
     for split in ("train", "validation", "test"):
         expected = _read(task, folder, split)
         assert expected, split
-        got = list(DecodedSource(builder.as_data_source(split=split), clue.KINDS[task]))
+        got = list(DecodedSource(builder.as_data_source(split=split), lambda raw: decode_record(clue.KINDS[task], raw)))
         if task == "cluener":
             expected = [{"id": r["id"], "text": r["text"], "entities": list(r["entities"] or [])} for r in expected]
         assert got == expected, split
@@ -81,7 +82,7 @@ def test_malformed_lines_and_fields_are_named(tmp_path):
 def test_wrong_folder_and_missing_answer_file_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         clue.require_folder("tnews", str(tmp_path / "nowhere"))
-    with pytest.raises(ValueError, match="config.data_dir must be the folder of the CLUE afqmc files"):
+    with pytest.raises(ValueError, match="config.data.data_dir must be the folder of the CLUE afqmc files"):
         clue.require_folder("afqmc", "")
     folder = write_clue_task(tmp_path / "chid", "chid")
     (tmp_path / "chid" / "dev_answer.json").unlink()

@@ -67,7 +67,7 @@ def test_cmrc2018_scores_count_missing_questions_as_wrong():
 
 
 def test_cluener_micro_and_official_macro_on_nested_and_overlapping_spans():
-    from rofjax.data.ie_formats import cluener_official_f1
+    from rofjax.decode.metrics import cluener_official_f1
     from rofjax.decode.spans import span_prf
 
     text = "北京大学医学部副主任王小明"

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from rofjax.data import clue
+from rofjax.data import submissions
+from rofjax.data.readers import clue
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.data.vocab import EMBEDDED_VOCAB
 from rofjax.models import get_preset
@@ -80,7 +81,7 @@ def _train_evaluate_predict(tmp_path, monkeypatch, task, preset):
     if task in clue.LABELS:
         assert all(line["label"] in clue.LABELS[task] for line in lines)
         if task == "tnews":
-            assert all(clue.TNEWS_DESCRIPTIONS[line["label"]] == line["label_desc"] for line in lines)
+            assert all(submissions.TNEWS_DESCRIPTIONS[line["label"]] == line["label_desc"] for line in lines)
     elif task == "c3":
         assert all(0 <= line["label"] < len(r["choices"]) for line, r in zip(lines, test_records))
     else:
@@ -109,7 +110,7 @@ def test_finetune_and_predict_command_lines(tmp_path):
     wrong = subprocess.run([sys.executable, "-m", "train.finetune", *common[:-1], "--config.data_dir=/no/such/dir",
                             "--config.model_preset=roformer_v2_tiny"], cwd=ROOT, capture_output=True, text=True,
                            timeout=300, env=env)
-    assert wrong.returncode != 0 and "config.data_dir='/no/such/dir' is not a folder" in wrong.stderr
+    assert wrong.returncode != 0 and "config.data.data_dir='/no/such/dir' is not a folder" in wrong.stderr
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
-from rofjax.data.ie_formats import GENERATED_SCHEMA, duee_labels, generate_duee, read_duee
+from rofjax.data.readers.ie import duee_labels, read_duee
+from rofjax.data.synthetic import GENERATED_SCHEMA, generate_duee
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.data.vocab import EMBEDDED_VOCAB
 from rofjax.decode.events import events_to_text, extract_events
 from rofjax.models import get_preset
 from rofjax.training.tasks import EventTask
+from rofjax.training.tasks.text_spans import token_boundaries
 
 
 def _records(tmp_path, count=40):
@@ -36,7 +38,7 @@ def test_labels_decode_back_to_the_gold_events(tmp_path):
                      max_length=96, max_spans_per_class=8, max_links=64)
     for record in _records(tmp_path):
         example = task.encode(record)
-        ids, offsets, _, _ = task._tokenize(record["text"])
+        ids, offsets, _, _ = token_boundaries(task.tokenizer, record["text"], task.max_length)
         n = len(ids)
         spans = _dense(example["span_labels"], len(labels), task.max_length)[:, :n, :n]
         heads = _dense(example["head_labels"], 1, task.max_length)[0, :n, :n]
@@ -66,7 +68,7 @@ def test_event_task_trains_and_evaluates(tmp_path):
         state, metrics = trainer.train_step(state, batch)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0]
-    scores = task.evaluate(trainer, state.params, records, batch_size=8)
+    scores = task.evaluate(state.params, records, batch_size=8)
     assert set(scores) >= {"event_f1", "argument_f1"} and scores["examples"] == 16
 
 
@@ -87,7 +89,8 @@ def test_duee_fin_enumerated_roles_round_trip_to_a_submission(tmp_path):
     import json
 
     from configs.ie import duee_fin
-    from rofjax.training.loop import _sources, build_task
+    from rofjax.data.datasets import get_dataset
+    from rofjax.training.tasks import build_task
 
     (tmp_path / "duee_fin_event_schema.json").write_text(json.dumps({"event_type": "公司上市", "role_list": [
         {"role": "上市公司"}, {"role": "环节", "enum_items": ["筹备上市", "正式上市"]}]}, ensure_ascii=False) + "\n",
@@ -99,8 +102,11 @@ def test_duee_fin_enumerated_roles_round_trip_to_a_submission(tmp_path):
         (tmp_path / f"duee_fin_{split}.json").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
     config = duee_fin.get_config()
     config.data_dir = str(tmp_path)
-    task = build_task(config)
-    _, dev = _sources(config, str(tmp_path))
-    submission = task.submission(dev[0], dev[0]["events"])
+    build_task(config)                                # the enumerated roles become labels of the task
+    spec = get_dataset("duee_fin")
+    dev = spec.split("validation", str(tmp_path))
+    out = tmp_path / "predict.json"
+    spec.write_predictions(str(out), [dev[0]], [dev[0]["events"]], spec.labels(str(tmp_path)))
+    submission = json.loads(out.read_text(encoding="utf-8"))
     assert submission["event_list"] == [{"event_type": "公司上市", "arguments": [
         {"role": "上市公司", "argument": "甲公司"}, {"role": "环节", "argument": "正式上市"}]}]

@@ -47,5 +47,5 @@ def test_chunked_gau_trains_on_unpacked_rows_and_names_the_fix_for_packed_ones(t
     loss, _ = unpacked.loss(params, batch, jax.random.key(1), 0)
     assert np.isfinite(float(loss))
     packed = MaskedLMTask(config, tokenizer, max_length=32, max_predictions=4, max_documents=4)
-    with pytest.raises(ValueError, match=r"config.pack=False"):
+    with pytest.raises(ValueError, match=r"config.data.pack=False"):
         packed.loss(params, batch, jax.random.key(1), 0)

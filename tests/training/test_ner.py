@@ -9,6 +9,7 @@ from rofjax.data.vocab import EMBEDDED_VOCAB
 from rofjax.decode.spans import extract_spans, spans_to_chars
 from rofjax.models import get_preset
 from rofjax.training.tasks import NERTask
+from rofjax.training.tasks.text_spans import token_boundaries
 
 
 def test_peoples_daily_persons_are_merged_and_offsets_match():
@@ -26,7 +27,7 @@ def test_labels_decode_back_to_gold_spans():
         if not entities or len(text) > 250:
             continue
         example = task.encode({"text": text, "entities": entities})
-        ids, offsets, _, _ = task._tokenize(text)
+        ids, offsets, _, _ = token_boundaries(task.tokenizer, text, task.max_length)
         n = len(ids)
         logits = np.full((3, n, n), -5.0)
         for k, pairs in enumerate(example["span_labels"]):
@@ -78,7 +79,8 @@ def test_long_texts_are_decoded_in_windows_and_merged():
     text = "张伟" + "在" * 30 + "李明" + "说" * 20 + "王芳"
     targets = {tokenizer.vocab.get(c) for c in "张伟李明王芳"}
 
-    def oracle(params, ids):                       # logit > 0 exactly on two-character name spans
+    def oracle(params, batch):                     # logit > 0 exactly on two-character name spans
+        ids = batch["input_ids"]
         is_name = jnp.isin(ids, jnp.asarray(sorted(targets)))
         pair = is_name[:, :, None] & is_name[:, None, :]
         n = ids.shape[1]

@@ -7,6 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from configs.base import base_config
+from rofjax.models.schedules import residual_alpha
 from rofjax.training.optim import (
     build_optimizer,
     learning_rate_schedule,
@@ -14,7 +15,6 @@ from rofjax.training.optim import (
     optim_config,
     path_mask,
     piecewise_linear,
-    residual_alpha,
 )
 
 

@@ -2,12 +2,13 @@
 
 import numpy as np
 
-from rofjax.data.ie_formats import generate_duie
+from rofjax.data.synthetic import generate_duie
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.data.vocab import EMBEDDED_VOCAB
 from rofjax.decode.relations import extract_triples
 from rofjax.models import get_preset
 from rofjax.training.tasks import RelationTask
+from rofjax.training.tasks.text_spans import token_boundaries
 
 
 def _dense(groups, n):
@@ -28,7 +29,7 @@ def test_labels_decode_back_to_the_gold_triples():
         record = {"text": raw["text"], "triples": sorted({(x["subject"], x["predicate"], x["object"])
                                                           for x in raw["spo_list"]})}
         example = task.encode(record)
-        ids, offsets, _, _ = task._tokenize(record["text"])
+        ids, offsets, _, _ = token_boundaries(task.tokenizer, record["text"], task.max_length)
         n = len(ids)
         triples = extract_triples(_dense(example["entity_labels"], task.max_length)[:, :n, :n],
                                   _dense(example["head_labels"], task.max_length)[:, :n, :n],
@@ -42,7 +43,7 @@ def test_labels_decode_back_to_the_gold_triples():
 
 def test_duie_config_trains_on_generated_data(tmp_path):
     from configs.ie import duie
-    from rofjax.data.ie_formats import write_generated_duie
+    from rofjax.data.synthetic import write_generated_duie
     from rofjax.training.loop import run
 
     write_generated_duie(tmp_path / "data", train=64, dev=16, seed=0)

@@ -12,15 +12,14 @@ sizes and modification times, so an edited file is rebuilt and two folders of on
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rofjax.data import clue
+from rofjax.data.builders.local import build_once
+from rofjax.data.readers import clue
 
 _TEXT = tfds.features.Text()
 FEATURES = {
@@ -41,7 +40,7 @@ class Clue(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {"1.0.0": "The 11 CLUE tasks of the RoFormerV2 / GAU-α tables, from local files."}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=task, description=f"CLUE {task}") for task in clue.TASKS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = ("Download the CLUE task's files from the CLUE benchmark and pass their folder as "
-                                    "manual_dir (config.data_dir).")
+                                    "manual_dir (config.data.data_dir).")
 
     def _info(self) -> tfds.core.DatasetInfo:
         kind = clue.KINDS[self.builder_config.name]
@@ -69,29 +68,18 @@ def _to_features(kind: str, record: dict) -> dict:
     return {key: record[key] for key in FEATURES[kind]}
 
 
-def _fingerprint(task: str, folder: str) -> str:
-    digest = hashlib.sha1(task.encode())
-    for split in ("train", "validation", "test"):
-        for path in clue.split_files(task, folder, split) or ():
-            stat = os.stat(path)
-            digest.update(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
 def prepare_clue(task: str, folder: str, cache_dir: str | None = None):
     """Build (once per version of the files) and return the tfds builder of `task` from `folder`."""
     clue.require_folder(task, folder)
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "rofjax", "clue")
-    output = os.path.join(cache_dir, _fingerprint(task, folder))
-    os.makedirs(output, exist_ok=True)
-    tfds.display_progress_bar(False)
-    # Hosts (or runs) sharing a cache build one at a time; whoever comes second finds the dataset prepared.
-    with open(os.path.join(output, f".{task}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    inputs = [path for split in ("train", "validation", "test") for path in clue.split_files(task, folder, split) or ()]
+
+    def build(output: str):
         builder = Clue(config=task, data_dir=output, file_format="array_record")
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=os.path.abspath(folder)))
-    return builder
+        return builder
+
+    return build_once(f"clue_{task}", inputs, build, cache_dir)
 
 
 def decode_record(kind: str, raw: dict) -> dict:
@@ -117,22 +105,3 @@ def decode_record(kind: str, raw: dict) -> dict:
         else:
             out[key] = text(value)
     return out
-
-
-class DecodedSource:
-    """A random-access view of a tfds data source that returns decoded records (grain reads it as a source)."""
-
-    def __init__(self, source, kind: str):
-        self._source, self.kind = source, kind
-
-    def __len__(self) -> int:
-        return len(self._source)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return decode_record(self.kind, self._source[index])
-
-    def __iter__(self):
-        for index in range(len(self)):
-            yield self[index]

@@ -1,7 +1,7 @@
 """Sentence and sentence-pair classification (CLS pooling), bert4keras style.
 
 Pairs are encoded `[CLS] a [SEP] b [SEP]`; `pair_segment_ids=False` keeps every segment id 0, as the CLUE recipes
-of RoFormerV2 and GAU-α do (their pre-training never saw segment 1).
+of RoFormerV2 and GAU-α do (their pre-training never saw segment 1). An empty pair field means a single sentence.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import optax
 
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.models import ModelConfig, SequenceClassifier
-from rofjax.training.optim import residual_alpha
+from rofjax.models.schedules import residual_alpha
+from rofjax.training.tasks.base import Task, padded_ids
 
 
 @dataclasses.dataclass
-class ClassificationTask:
+class ClassificationTask(Task):
     model_config: ModelConfig
     tokenizer: Tokenizer
     num_labels: int
@@ -30,37 +31,47 @@ class ClassificationTask:
     alpha_ramp_steps: int = 0
     pooling: str = "cls"
 
+    predict_keys = ("input_ids", "segment_ids")
+
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        data = config.data
+        return cls(model_config, tokenizer, num_labels=len(labels) if labels else data.num_labels,
+                   max_length=data.max_length, text_key=data.text_key,
+                   pair_key=data.pair_key or options.get("pair_key"), label_key=data.label_key,
+                   alpha_ramp_steps=config.train.alpha_ramp_steps, pooling=data.pooling)
+
     def __post_init__(self):
         self.model = SequenceClassifier(self.model_config, num_labels=self.num_labels, pooling=self.pooling)
 
     # Host side ------------------------------------------------------------------------------------------------
-    def encode(self, record: dict) -> dict:
-        def text(key):
-            value = record[key]
-            return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    def _text(self, record: dict, key: str) -> str:
+        if key not in record:
+            raise KeyError(f"record {_name(record)} has no field {key!r} (fields: {sorted(record)}); set "
+                           f"config.data.text_key / pair_key / label_key.")
+        value = record[key]
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
-        pair = text(self.pair_key) if self.pair_key else None
-        ids, segments, _ = self.tokenizer.encode(text(self.text_key), pair, maxlen=self.max_length)
-        if not self.pair_segment_ids:
-            segments = [0] * len(ids)
-        label = int(record[self.label_key])
-        if not 0 <= label < self.num_labels:
-            raise ValueError(f"label {label} of record {record.get('source', b'?')!r} is outside [0, "
-                             f"{self.num_labels}).")
-        input_ids = np.zeros(self.max_length, np.int32)
-        segment_ids = np.zeros(self.max_length, np.int32)
-        input_ids[: len(ids)] = ids
-        segment_ids[: len(ids)] = segments
-        return {"input_ids": input_ids, "segment_ids": segment_ids, "labels": np.int32(label),
-                "weights": np.float32(1.0)}
+    def _inputs(self, record: dict) -> dict:
+        pair = self._text(record, self.pair_key) if self.pair_key else ""
+        ids, segments, _ = self.tokenizer.encode(self._text(record, self.text_key), pair or None,
+                                                 maxlen=self.max_length)
+        return {"input_ids": padded_ids(ids, self.max_length),
+                "segment_ids": padded_ids(segments if self.pair_segment_ids else [], self.max_length)}
+
+    def encode(self, record: dict) -> dict:
+        label = int(record[self.label_key]) if self.label_key in record else -1
+        if label < 0:
+            raise ValueError(f"record {_name(record)} has no label; training and evaluation need labelled "
+                             f"train/dev files.")
+        if label >= self.num_labels:
+            raise ValueError(f"label {label} of record {_name(record)} is outside [0, {self.num_labels}).")
+        return {**self._inputs(record), "labels": np.int32(label), "weights": np.float32(1.0)}
 
     def init_batch(self, batch_size: int) -> dict:
         return {"input_ids": np.ones((batch_size, self.max_length), np.int32),
                 "segment_ids": np.zeros((batch_size, self.max_length), np.int32),
                 "labels": np.zeros((batch_size,), np.int32), "weights": np.ones((batch_size,), np.float32)}
-
-    def tokens(self, batch) -> int:
-        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
 
     # Device side ----------------------------------------------------------------------------------------------
     def init_params(self, rng, batch):
@@ -81,15 +92,23 @@ class ClassificationTask:
     def eval_sums(self, params, batch):
         return weighted_sums(self._logits(params, batch), batch)
 
-    @staticmethod
-    def summarize(sums: dict) -> dict:
-        count = max(float(sums["count"]), 1e-9)
-        return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count,
-                "examples": int(round(float(sums["count"])))}
+    def summarize(self, sums: dict) -> dict:
+        return summarize_accuracy(sums)
 
-    def flops_per_example(self) -> float:
-        """Training FLOPs of one example (forward + backward ≈ 3 × 2 × matmul FLOPs), encoder only."""
-        return 3 * encoder_forward_flops(self.model_config, self.max_length)
+    def predict(self, params, batch):
+        return jnp.argmax(self._logits(params, batch), -1)
+
+    def decode(self, params, records, batch_size: int) -> list[int]:
+        """Per record, the index of its predicted label."""
+        return [int(p) for p in self.predict_all(params, [self._inputs(r) for r in records], batch_size)]
+
+
+def _name(record: dict) -> str:
+    for key in ("id", "source", "line"):
+        if key in record:
+            value = record[key]
+            return repr(value.decode("utf-8") if isinstance(value, bytes) else value)
+    return "?"
 
 
 def weighted_sums(logits, batch) -> dict:
@@ -106,18 +125,7 @@ def weighted_loss_and_accuracy(logits, batch):
     return sums["loss"] / denominator, {"accuracy": sums["correct"] / denominator}
 
 
-def encoder_forward_flops(config: ModelConfig, length: int) -> float:
-    """Matmul FLOPs of one encoder forward pass over `length` tokens (2 per multiply-add)."""
-    H, L, F = config.hidden_size, config.num_layers, config.intermediate_size
-    if config.block_type == "gau":
-        s = config.resolved_key_size
-        per_token = 2 * (H * (2 * F + s) + F * H)
-        attention = 2 * length * (s + F)                    # q·k and A·v per query
-    else:
-        heads, d, k = config.num_heads, config.resolved_head_size, config.resolved_key_size
-        per_token = 2 * (H * heads * (2 * k + d) + heads * d * H + 2 * H * F)
-        attention = 2 * length * heads * (k + d)
-    embed = 2 * config.resolved_embedding_size * H if config.resolved_embedding_size != H else 0
-    return float(length * (L * (per_token + attention) + embed))
-
-
+def summarize_accuracy(sums: dict, count_name: str = "examples") -> dict:
+    count = max(float(sums["count"]), 1e-9)
+    return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count,
+            count_name: int(round(float(sums["count"])))}

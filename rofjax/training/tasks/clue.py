@@ -1,7 +1,7 @@
 """The 11 CLUE tasks as the RoFormerV2 / GAU-α CLUE scripts pose them (seeds-spec §3.5).
 
-* iflytek, tnews, afqmc, cmnli, ocnli, wsc, csl — `ClueClassificationTask`: `[CLS] text [SEP] (pair [SEP])` with
-  every segment id 0, [CLS] vector → Dense(labels), softmax cross-entropy, accuracy.
+* iflytek, tnews, afqmc, cmnli, ocnli, wsc, csl — `ClassificationTask` (`rofjax.training.tasks.classification`):
+  `[CLS] text [SEP] (pair [SEP])` with every segment id 0, [CLS] vector → Dense(labels), cross-entropy, accuracy.
 * c3 — `MultipleChoiceTask`: `[CLS] passage [SEP] question [SEP] choice [SEP]` per choice (padded to 4 with
   "无效答案"), Dense(1) per [CLS], cross-entropy over the choices.
 * chid — `ChidTask`: `[CLS] left [SEP] candidate [SEP] right [SEP]` per candidate with the text cut around the
@@ -11,39 +11,25 @@
   cells with (0, 0) for a window without the answer; the best cell over a question's windows answers it.
 * cluener — `NERTask` with Efficient GlobalPointer (no bias), in `rofjax.training.tasks.ner`.
 
-Each task writes the CLUE submission of its test split (`write_submission`).
+The submission files of the test splits are written by the datasets (`rofjax.data.datasets`), from what each
+task's `decode` returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rofjax.data import clue
+from rofjax.data.readers import clue
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.metrics import cmrc2018_scores
 from rofjax.models import ModelConfig, MultipleChoice, SpanClassifier
-from rofjax.training.tasks.classification import (
-    ClassificationTask,
-    encoder_forward_flops,
-    weighted_loss_and_accuracy,
-    weighted_sums,
-)
-from rofjax.training.tasks.text_spans import padded_ids
-
-
-def _json_id(text: str):
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return text
-
-
+from rofjax.training.tasks.base import Task, padded_ids
+from rofjax.training.tasks.classification import summarize_accuracy, weighted_loss_and_accuracy, weighted_sums
 
 
 def _require_label(record: dict, task: str) -> int:
@@ -54,68 +40,8 @@ def _require_label(record: dict, task: str) -> int:
     return label
 
 
-class _BatchedPrediction:
-    """Host-side prediction in fixed-shape batches (one compilation), shared by the CLUE tasks."""
-
-    def _predict_fn(self):
-        if getattr(self, "_jitted", None) is None:
-            self._jitted = jax.jit(self.predict)
-        return self._jitted
-
-    def predict_all(self, params, examples: list[dict], batch_size: int) -> np.ndarray:
-        predict = self._predict_fn()
-        outputs = []
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            rows = chunk + [chunk[0]] * (batch_size - len(chunk))
-            batch = {k: np.stack([r[k] for r in rows]) for k in self.predict_keys}
-            outputs.append(np.asarray(jax.device_get(predict(params, batch)))[: len(chunk)])
-        return np.concatenate(outputs) if outputs else np.zeros((0,))
-
-
 @dataclasses.dataclass
-class ClueClassificationTask(ClassificationTask, _BatchedPrediction):
-    clue_task: str = "tnews"
-    predict_keys = ("input_ids", "segment_ids")
-
-    def __post_init__(self):
-        self.labels = clue.LABELS[self.clue_task]
-        if self.num_labels != len(self.labels):
-            raise ValueError(f"{self.clue_task} has {len(self.labels)} labels; config.num_labels={self.num_labels}.")
-        super().__post_init__()
-
-    def encode(self, record: dict) -> dict:
-        return self._encode(record, _require_label(record, self.clue_task))
-
-    def _encode(self, record: dict, label: int) -> dict:
-        ids, _, _ = self.tokenizer.encode(record["text"], record["pair"] or None, maxlen=self.max_length)
-        input_ids = np.zeros(self.max_length, np.int32)
-        input_ids[: len(ids)] = ids
-        return {"input_ids": input_ids, "segment_ids": np.zeros(self.max_length, np.int32),
-                "labels": np.int32(label), "weights": np.float32(1.0)}
-
-    def predict(self, params, batch):
-        return jnp.argmax(self._logits(params, batch), -1)
-
-    def decode(self, params, records, batch_size: int) -> list[int]:
-        return [int(p) for p in self.predict_all(params, [self._encode(r, 0) for r in records], batch_size)]
-
-    def write_submission(self, path: str, records, predictions) -> None:
-        """CLUE classification submissions: `{"id": …, "label": "<label string>"}` per line (tnews adds its
-        `label_desc`)."""
-
-        def row(record, prediction):
-            label = self.labels[prediction]
-            out = {"id": _json_id(record["id"]), "label": label}
-            if self.clue_task == "tnews":
-                out["label_desc"] = clue.TNEWS_DESCRIPTIONS[label]
-            return out
-
-        clue.write_json_lines(path, (row(r, p) for r, p in zip(records, predictions)))
-
-
-@dataclasses.dataclass
-class MultipleChoiceTask(_BatchedPrediction):
+class MultipleChoiceTask(Task):
     """c3: one score per choice from the [CLS] vector of `[CLS] passage [SEP] question [SEP] choice [SEP]`."""
 
     model_config: ModelConfig
@@ -124,6 +50,10 @@ class MultipleChoiceTask(_BatchedPrediction):
     max_length: int = 512
     clue_task: str = "c3"
     predict_keys = ("input_ids",)
+
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        return cls(model_config, tokenizer, max_length=config.data.max_length, **options)
 
     def __post_init__(self):
         self.model = MultipleChoice(self.model_config)
@@ -147,8 +77,8 @@ class MultipleChoiceTask(_BatchedPrediction):
     def _encode(self, record: dict, label: int) -> dict:
         context = self.context(record)
         rows = [self.pieces(record, choice, context) for choice in self.choices(record)]
-        return {"input_ids": padded_ids(rows, self.num_choices, self.max_length), "labels": np.int32(label),
-                "weights": np.float32(1.0)}
+        return {"input_ids": np.stack([padded_ids(row, self.max_length) for row in rows]),
+                "labels": np.int32(label), "weights": np.float32(1.0)}
 
     def encode(self, record: dict) -> dict:
         return self._encode(record, _require_label(record, self.clue_task))
@@ -156,12 +86,6 @@ class MultipleChoiceTask(_BatchedPrediction):
     def init_batch(self, batch_size: int) -> dict:
         return {"input_ids": np.ones((batch_size, self.num_choices, self.max_length), np.int32),
                 "labels": np.zeros((batch_size,), np.int32), "weights": np.ones((batch_size,), np.float32)}
-
-    def tokens(self, batch) -> int:
-        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
-
-    def init_params(self, rng, batch):
-        return self.model.init(rng, batch["input_ids"])["params"]
 
     def _scores(self, params, batch, rng=None):
         deterministic = rng is None
@@ -174,7 +98,8 @@ class MultipleChoiceTask(_BatchedPrediction):
     def eval_sums(self, params, batch):
         return weighted_sums(self._scores(params, batch), batch)
 
-    summarize = staticmethod(ClassificationTask.summarize)
+    def summarize(self, sums: dict) -> dict:
+        return summarize_accuracy(sums)
 
     def predict(self, params, batch):
         return jax.nn.log_softmax(self._scores(params, batch), -1)
@@ -183,12 +108,8 @@ class MultipleChoiceTask(_BatchedPrediction):
         scores = self.predict_all(params, [self._encode(r, 0) for r in records], batch_size)
         return [int(np.argmax(s[: len(r["choices"])])) for s, r in zip(scores, records)]
 
-    def write_submission(self, path: str, records, predictions) -> None:
-        """c3: `{"id": …, "label": <choice index>}` per line."""
-        clue.write_json_lines(path, ({"id": _json_id(r["id"]), "label": int(p)} for r, p in zip(records, predictions)))
-
     def flops_per_example(self) -> float:
-        return 3 * self.num_choices * encoder_forward_flops(self.model_config, self.max_length)
+        return self.num_choices * super().flops_per_example()
 
 
 @dataclasses.dataclass
@@ -245,7 +166,7 @@ class ChidTask(MultipleChoiceTask):
                 chosen[members[row]] = int(col)
         return chosen
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def evaluate(self, params, records, batch_size: int) -> dict:
         records = list(records)
         for record in records:
             _require_label(record, "chid")
@@ -258,13 +179,8 @@ class ChidTask(MultipleChoiceTask):
                 "accuracy_independent": sum(a == g for a, g in zip(independent, gold)) / count,
                 "examples": len(records)}
 
-    def write_submission(self, path: str, records, predictions) -> None:
-        """chid: one JSON object `{"#idiomNNNNNN#": candidate index}`."""
-        clue.write_json(path, {r["id"]: int(p) for r, p in zip(records, predictions)}, indent=0)
-
-
 @dataclasses.dataclass
-class ReadingComprehensionTask(_BatchedPrediction):
+class ReadingComprehensionTask(Task):
     """cmrc2018 span extraction with a one-head GlobalPointer over `[CLS] question [SEP] window [SEP]`."""
 
     model_config: ModelConfig
@@ -274,6 +190,12 @@ class ReadingComprehensionTask(_BatchedPrediction):
     max_question_length: int = 64
     head_size: int = 64
     predict_keys = ("input_ids", "span_mask")
+    expands_records = True
+
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        return cls(model_config, tokenizer, max_length=config.data.max_length, doc_stride=config.data.doc_stride,
+                   head_size=config.data.head_size, **options)
 
     def __post_init__(self):
         self.model = SpanClassifier(self.model_config, heads=1, head_size=self.head_size, efficient=False,
@@ -308,9 +230,7 @@ class ReadingComprehensionTask(_BatchedPrediction):
             cell = (0, 0)
             if answer is not None and a <= answer[0] and answer[1] < b:
                 cell = (answer[0] - a + len(prefix), answer[1] - a + len(prefix))
-            input_ids = np.zeros(self.max_length, np.int32)
-            input_ids[: len(ids)] = ids
-            out.append({"input_ids": input_ids, "span_mask": mask, "labels": np.int32(cell[0] * self.max_length
+            out.append({"input_ids": padded_ids(ids, self.max_length), "span_mask": mask, "labels": np.int32(cell[0] * self.max_length
                                                                                        + cell[1]),
                         "token_offsets": [None] * len(prefix) + list(offsets[a:b])})
         return out
@@ -327,9 +247,6 @@ class ReadingComprehensionTask(_BatchedPrediction):
         return {"input_ids": np.ones((batch_size, self.max_length), np.int32),
                 "span_mask": np.ones((batch_size, self.max_length), bool),
                 "labels": np.zeros((batch_size,), np.int32)}
-
-    def tokens(self, batch) -> int:
-        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
 
     def init_params(self, rng, batch):
         return self.model.init(rng, batch["input_ids"], span_mask=batch["span_mask"])["params"]
@@ -371,38 +288,10 @@ class ReadingComprehensionTask(_BatchedPrediction):
                 best[owner] = (float(score), text)
         return [best.get(i, (0.0, ""))[1] for i in range(len(records))]
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def evaluate(self, params, records, batch_size: int) -> dict:
         records = list(records)
         answers = self.decode(params, records, batch_size)
         scores = cmrc2018_scores({r["id"]: a for r, a in zip(records, answers)},
                                  {r["id"]: r["answers"] for r in records})
         return {"em": scores["em"], "f1": scores["f1"], "examples": len(records)}
 
-    def write_submission(self, path: str, records, predictions) -> None:
-        """cmrc2018: one JSON object `{question id: answer text}`."""
-        clue.write_json(path, {r["id"]: p for r, p in zip(records, predictions)}, indent=0)
-
-    def flops_per_example(self) -> float:
-        return 3 * encoder_forward_flops(self.model_config, self.max_length)
-
-
-def build_clue_task(config, model_config: ModelConfig, tokenizer: Tokenizer):
-    """The task object of `config.dataset` (a CLUE task name) with the config's lengths and head sizes."""
-    name = config.dataset
-    clue.check_task(name)
-    if name in clue.CLASSIFICATION_TASKS:
-        return ClueClassificationTask(model_config, tokenizer, num_labels=len(clue.LABELS[name]),
-                                      max_length=config.max_length, pooling=config.pooling,
-                                      alpha_ramp_steps=config.alpha_ramp_steps, clue_task=name)
-    if name == "c3":
-        return MultipleChoiceTask(model_config, tokenizer, num_choices=4, max_length=config.max_length)
-    if name == "chid":
-        return ChidTask(model_config, tokenizer, num_choices=10, max_length=config.max_length)
-    if name == "cmrc2018":
-        return ReadingComprehensionTask(model_config, tokenizer, max_length=config.max_length,
-                                        doc_stride=config.doc_stride, head_size=config.head_size)
-    from rofjax.data.ie_formats import CLUENER_TYPES
-    from rofjax.training.tasks.ner import NERTask
-
-    return NERTask(model_config, tokenizer, list(CLUENER_TYPES), max_length=config.max_length,
-                   head_size=config.head_size, use_bias=False, head_initializer="encoder")

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 
+import grain
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -22,8 +23,11 @@ import optax
 from rofjax.data.tokenizer import Tokenizer
 from rofjax.losses import masked_lm_crossentropy
 from rofjax.models import Encoder, ModelConfig
+from rofjax.models.flops import encoder_forward_flops
+from rofjax.models.schedules import residual_alpha
 from rofjax.nn.embedding import gather_positions
-from rofjax.training.optim import residual_alpha
+from rofjax.training.tasks.base import Task
+from rofjax.training.tasks.classification import summarize_accuracy
 
 
 def _jieba():
@@ -34,7 +38,7 @@ def _jieba():
 
 
 @dataclasses.dataclass
-class MaskedLMTask:
+class MaskedLMTask(Task):
     model_config: ModelConfig
     tokenizer: Tokenizer
     max_length: int = 128
@@ -43,6 +47,15 @@ class MaskedLMTask:
     whole_word: bool = True
     alpha_ramp_steps: int = 0
     max_documents: int = 32              # per packed row; 1 = unpacked rows
+    pack: bool = True                    # pack documents first-fit into rows (else one document per row)
+    seed: int = 0                        # of the packer and of the evaluation masks
+
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        data = config.data
+        return cls(model_config, tokenizer, max_length=data.max_length, mask_rate=data.mask_rate,
+                   alpha_ramp_steps=config.train.alpha_ramp_steps,
+                   max_documents=data.max_documents if data.pack else 1, pack=data.pack, seed=config.seed)
 
     def __post_init__(self):
         self.model = Encoder(self.model_config)
@@ -70,6 +83,21 @@ class MaskedLMTask:
         out["input_ids_segment_ids"] = (np.arange(self.max_length) < n).astype(np.int32)
         out["input_ids_positions"] = np.where(np.arange(self.max_length) < n, np.arange(self.max_length), 0)
         return out
+
+    def training_examples(self, records: grain.MapDataset, *, batch_size: int, seed: int) -> grain.IterDataset:
+        """Documents → (packed) rows → freshly masked examples each time a row is read."""
+        documents = records.map(self.encode_document).to_iter_dataset()
+        if self.pack:
+            rows = grain.experimental.FirstFitPackIterDataset(
+                documents, length_struct={"input_ids": self.max_length, "word_starts": self.max_length},
+                num_packing_bins=max(2, batch_size), seed=seed, max_sequences_per_bin=self.max_documents)
+        else:
+            rows = documents.map(self.unpacked)
+        return rows.random_map(self.mask, seed=seed)
+
+    def eval_example(self, index: int, record: dict) -> dict:
+        """One unpacked document with masks drawn from (seed, index): the same masks at every evaluation."""
+        return self.mask(self.unpacked(self.encode_document(record)), np.random.default_rng([self.seed, index]))
 
     def mask(self, packed: dict, rng: np.random.Generator) -> dict:
         ids = np.asarray(packed["input_ids"], np.int32)
@@ -147,20 +175,16 @@ class MaskedLMTask:
 
     def eval_sums(self, params, batch):
         logits = self._logits(params, batch)
-        labels, weights = batch["masked_labels"], batch["masked_weights"]
+        labels = batch["masked_labels"]
+        weights = batch["masked_weights"] * batch["weights"][:, None]          # padding rows count for nothing
         ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         return {"loss": jnp.sum(ce * weights), "correct": jnp.sum(correct * weights), "count": jnp.sum(weights)}
 
-    @staticmethod
-    def summarize(sums: dict) -> dict:
-        count = max(float(sums["count"]), 1e-9)
-        return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count,
-                "predictions": int(round(float(sums["count"])))}
+    def summarize(self, sums: dict) -> dict:
+        return summarize_accuracy(sums, count_name="predictions")
 
     def flops_per_example(self) -> float:
-        from rofjax.training.tasks.classification import encoder_forward_flops
-
         cfg = self.model_config
         head = 2 * self.max_predictions * cfg.resolved_embedding_size * cfg.vocab_size
         return 3 * (encoder_forward_flops(cfg, self.max_length) + head)

@@ -13,16 +13,17 @@ import dataclasses
 import jax
 import numpy as np
 
-from rofjax.data.ie_formats import cluener_official_f1
 from rofjax.data.tokenizer import Tokenizer
+from rofjax.decode.metrics import cluener_official_f1
 from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import ModelConfig, SpanClassifier
+from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
-class NERTask:
+class NERTask(Task):
     model_config: ModelConfig
     tokenizer: Tokenizer
     types: list[str]
@@ -35,71 +36,54 @@ class NERTask:
     use_bias: bool = True
     head_initializer: str = "lecun"
 
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        types = list(config.data.entity_types) or list(labels or [])
+        if not types:
+            raise ValueError(f"config.data.entity_types must list the entity types of dataset {config.data.dataset!r}.")
+        return cls(model_config, tokenizer, types, max_length=config.data.max_length,
+                   head_size=config.data.head_size, **options)
+
     def __post_init__(self):
         self.model = SpanClassifier(self.model_config, heads=len(self.types), head_size=self.head_size,
                                     efficient=self.efficient, use_bias=self.use_bias,
                                     head_initializer=self.head_initializer)
         self.type_index = {t: i for i, t in enumerate(self.types)}
 
-    def _tokenize(self, text: str):
-        return token_boundaries(self.tokenizer, text, self.max_length)
-
     def encode(self, record: dict) -> dict:
-        ids, _, starts, ends = self._tokenize(record["text"])
+        ids, _, starts, ends = token_boundaries(self.tokenizer, record["text"], self.max_length)
         spans = [set() for _ in self.types]
         for kind, start, end in record["entities"]:
             h, t = starts.get(start), ends.get(end)
             if h is not None and t is not None and h <= t:
                 spans[self.type_index[kind]].add((h, t))
-        labels = np.zeros((len(self.types), self.max_spans_per_type, 2), np.int32)
-        for k, pairs in enumerate(spans):
-            for p, pair in enumerate(sorted(pairs)[: self.max_spans_per_type]):
-                labels[k, p] = pair
-        input_ids = np.zeros(self.max_length, np.int32)
-        input_ids[: len(ids)] = ids
-        return {"input_ids": input_ids, "span_labels": labels}
+        return {"input_ids": padded_ids(ids, self.max_length),
+                "span_labels": sparse_pairs(spans, self.max_spans_per_type)}
 
     def init_batch(self, batch_size: int) -> dict:
         return {"input_ids": np.ones((batch_size, self.max_length), np.int32),
                 "span_labels": np.zeros((batch_size, len(self.types), self.max_spans_per_type, 2), np.int32)}
-
-    def tokens(self, batch) -> int:
-        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
-
-    def init_params(self, rng, batch):
-        return self.model.init(rng, batch["input_ids"])["params"]
 
     def loss(self, params, batch, rng, step):
         logits = self.model.apply({"params": params}, batch["input_ids"], deterministic=False,
                                   rngs={"dropout": rng})
         return sparse_global_pointer_crossentropy(batch["span_labels"], logits), {}
 
-    def predict(self, params, input_ids):
-        return self.model.apply({"params": params}, input_ids)
-
     def decode(self, params, records, batch_size: int) -> list[list[tuple]]:
         """Per record, its entities as sorted `(type, start, end_exclusive)` character spans; long texts are
         decoded in overlapping windows whose spans are mapped back to the text and merged."""
-        if getattr(self, "_predict", None) is None:
-            self._predict = jax.jit(self.predict)
+        predict = self.jitted(self.predict)
         found: list[list[list[tuple]]] = [[] for _ in records]
-        for chunk, ids in windowed_batches(self.tokenizer, records, self.max_length, batch_size,
-                                           self.window_stride):
-            logits = jax.device_get(self._predict(params, ids))[: len(chunk)]
+        for chunk, batch in windowed_batches(self.tokenizer, records, self.max_length, batch_size,
+                                             self.window_stride):
+            logits = jax.device_get(predict(params, batch))[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.threshold,
                                           labels=self.types)
             for (index, _, offsets), spans in zip(chunk, decoded):
                 found[index].append(spans_to_chars(spans, offsets))
         return [merge_window_spans(parts) for parts in found]
 
-    def submission(self, record: dict, entities) -> dict:
-        """A CLUENER submission line: `{id, label: {type: {entity: [[start, end_inclusive]]}}}`."""
-        label: dict[str, dict[str, list[list[int]]]] = {}
-        for kind, start, end in entities:
-            label.setdefault(kind, {}).setdefault(record["text"][start:end], []).append([start, end - 1])
-        return {"id": record.get("id", record.get("source")), "label": label}
-
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def evaluate(self, params, records, batch_size: int) -> dict:
         predicted = self.decode(params, records, batch_size)
         gold = [set(map(tuple, r["entities"])) for r in records]
         scores = span_prf(predicted, gold)
@@ -115,8 +99,3 @@ class NERTask:
                                        [strings(g, t) for g, t in zip(gold, texts)], self.types)
         return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
                 "macro_f1": official["macro_f1"], "examples": len(records)}
-
-    def flops_per_example(self) -> float:
-        from rofjax.training.tasks.classification import encoder_forward_flops
-
-        return 3 * encoder_forward_flops(self.model_config, self.max_length)

@@ -17,11 +17,12 @@ from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker, ModelConfig
+from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
-class RelationTask:
+class RelationTask(Task):
     model_config: ModelConfig
     tokenizer: Tokenizer
     predicates: list[str]
@@ -30,13 +31,15 @@ class RelationTask:
     max_pairs: int = 16
     threshold: float = 0.0
 
+    @classmethod
+    def from_config(cls, config, model_config, tokenizer, labels, **options):
+        return cls(model_config, tokenizer, list(labels), max_length=config.data.max_length,
+                   head_size=config.data.head_size, **options)
+
     def __post_init__(self):
         self.model = GPLinker(self.model_config, spans=2, links=len(self.predicates), head_size=self.head_size,
                               link_tril_mask=False)
         self.predicate_index = {p: i for i, p in enumerate(self.predicates)}
-
-    def _tokenize(self, text: str):
-        return token_boundaries(self.tokenizer, text, self.max_length)
 
     def _locate(self, text, value, starts, ends):
         position = text.find(value)
@@ -47,7 +50,7 @@ class RelationTask:
 
     def encode(self, record: dict) -> dict:
         text = record["text"]
-        ids, _, starts, ends = self._tokenize(text)
+        ids, _, starts, ends = token_boundaries(self.tokenizer, text, self.max_length)
         entities = [set(), set()]
         heads = [set() for _ in self.predicates]
         tails = [set() for _ in self.predicates]
@@ -60,18 +63,9 @@ class RelationTask:
             entities[1].add(o)
             heads[p].add((s[0], o[0]))
             tails[p].add((s[1], o[1]))
-
-        def pack(groups):
-            out = np.zeros((len(groups), self.max_pairs, 2), np.int32)
-            for k, pairs in enumerate(groups):
-                for i, pair in enumerate(sorted(pairs)[: self.max_pairs]):
-                    out[k, i] = pair
-            return out
-
-        input_ids = np.zeros(self.max_length, np.int32)
-        input_ids[: len(ids)] = ids
-        return {"input_ids": input_ids, "entity_labels": pack(entities), "head_labels": pack(heads),
-                "tail_labels": pack(tails)}
+        return {"input_ids": padded_ids(ids, self.max_length),
+                "entity_labels": sparse_pairs(entities, self.max_pairs),
+                "head_labels": sparse_pairs(heads, self.max_pairs), "tail_labels": sparse_pairs(tails, self.max_pairs)}
 
     def init_batch(self, batch_size: int) -> dict:
         P = len(self.predicates)
@@ -79,12 +73,6 @@ class RelationTask:
                 "entity_labels": np.zeros((batch_size, 2, self.max_pairs, 2), np.int32),
                 "head_labels": np.zeros((batch_size, P, self.max_pairs, 2), np.int32),
                 "tail_labels": np.zeros((batch_size, P, self.max_pairs, 2), np.int32)}
-
-    def tokens(self, batch) -> int:
-        return int(np.sum(np.asarray(batch["input_ids"]) != 0))
-
-    def init_params(self, rng, batch):
-        return self.model.init(rng, batch["input_ids"])["params"]
 
     def loss(self, params, batch, rng, step):
         entities, heads, tails = self.model.apply({"params": params}, batch["input_ids"], deterministic=False,
@@ -94,16 +82,12 @@ class RelationTask:
                  "tail_loss": sparse_global_pointer_crossentropy(batch["tail_labels"], tails)}
         return sum(parts.values()), parts
 
-    def predict(self, params, input_ids):
-        return self.model.apply({"params": params}, input_ids)
-
     def decode(self, params, records, batch_size: int) -> list[set[tuple[str, str, str]]]:
         """Per record, its `(subject, predicate, object)` triples as text; long texts in overlapping windows."""
-        if getattr(self, "_predict", None) is None:
-            self._predict = jax.jit(self.predict)
+        predict = self.jitted(self.predict)
         found: list[set] = [set() for _ in records]
-        for chunk, ids in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
-            entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(self._predict(params, ids)))
+        for chunk, batch in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
+            entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(predict(params, batch)))
             decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(p[1]) for p in chunk],
                                             threshold=self.threshold)
             for (index, _, offsets), triples in zip(chunk, decoded):
@@ -112,17 +96,7 @@ class RelationTask:
                 found[index].update((span(s), p, span(o)) for s, p, o in triples)
         return found
 
-    def evaluate(self, trainer, params, records, batch_size: int) -> dict:
+    def evaluate(self, params, records, batch_size: int) -> dict:
         predicted = self.decode(params, records, batch_size)
         gold = [set(map(tuple, r["triples"])) for r in records]
         return {**span_prf(predicted, gold), "examples": len(records)}
-
-    def submission(self, record: dict, triples) -> dict:
-        """A DuIE submission line: `{text, spo_list: [{subject, predicate, object}]}`."""
-        return {"text": record["text"], "spo_list": [{"subject": s, "predicate": p, "object": o}
-                                                      for s, p, o in sorted(triples)]}
-
-    def flops_per_example(self) -> float:
-        from rofjax.training.tasks.classification import encoder_forward_flops
-
-        return 3 * encoder_forward_flops(self.model_config, self.max_length)

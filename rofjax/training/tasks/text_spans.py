@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+from rofjax.data.tokenizer import pad_batch
 
 
 def token_boundaries(tokenizer, text: str, max_length: int | None):
@@ -15,14 +15,6 @@ def token_boundaries(tokenizer, text: str, max_length: int | None):
             starts.setdefault(start, index)
             ends[end] = index
     return ids, offsets, starts, ends
-
-
-def padded_ids(rows, batch_size: int, max_length: int) -> np.ndarray:
-    """Token id lists → a `[batch_size, max_length]` int32 array (missing rows stay padding)."""
-    out = np.zeros((batch_size, max_length), np.int32)
-    for row, ids in enumerate(rows):
-        out[row, : len(ids)] = ids
-    return out
 
 
 def text_windows(tokenizer, text: str, max_length: int, stride: int | None = None):
@@ -41,10 +33,11 @@ def text_windows(tokenizer, text: str, max_length: int, stride: int | None = Non
 
 
 def windowed_batches(tokenizer, records, max_length: int, batch_size: int, stride: int | None = None):
-    """Yield `(pieces, ids)` over every window of every record: `pieces` a list of `(record index, token ids,
-    offsets)`, `ids` their `[batch_size, max_length]` padded array (one shape, one compilation)."""
+    """Yield `(pieces, batch)` over every window of every record: `pieces` a list of `(record index, token ids,
+    offsets)`, `batch["input_ids"]` their `[batch_size, max_length]` padded array (one shape, one compilation)."""
     pieces = [(i, ids, offsets) for i, r in enumerate(records)
               for ids, offsets in text_windows(tokenizer, r["text"], max_length, stride)]
     for start in range(0, len(pieces), batch_size):
         chunk = pieces[start:start + batch_size]
-        yield chunk, padded_ids([p[1] for p in chunk], batch_size, max_length)
+        rows = [p[1] for p in chunk] + [[]] * (batch_size - len(chunk))
+        yield chunk, {"input_ids": pad_batch(rows, max_length)}

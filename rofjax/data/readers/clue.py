@@ -27,7 +27,8 @@ import os
 import re
 from collections.abc import Iterator
 
-from rofjax.data.ie_formats import CLUENER_TYPES, DataFormatError, _json_lines, read_cluener
+from rofjax.data.readers.ie import CLUENER_TYPES, read_cluener
+from rofjax.data.readers.jsonl import DataFormatError, json_lines
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 LABELS: dict[str, tuple[str, ...]] = {
@@ -39,11 +40,6 @@ LABELS: dict[str, tuple[str, ...]] = {
     "wsc": ("false", "true"),
     "csl": ("0", "1"),
 }
-# TNEWS's label → label_desc (its train files pair them; the baseline submissions write both).
-TNEWS_DESCRIPTIONS = {"100": "news_story", "101": "news_culture", "102": "news_entertainment", "103": "news_sports",
-                      "104": "news_finance", "106": "news_house", "107": "news_car", "108": "news_edu",
-                      "109": "news_tech", "110": "news_military", "112": "news_travel", "113": "news_world",
-                      "114": "news_stock", "115": "news_agriculture", "116": "news_game"}
 CLASSIFICATION_TASKS = tuple(LABELS)
 TASKS = CLASSIFICATION_TASKS + ("cmrc2018", "c3", "chid", "cluener")
 KINDS = {**{t: "classification" for t in CLASSIFICATION_TASKS}, "cmrc2018": "cmrc2018", "c3": "c3", "chid": "chid",
@@ -63,18 +59,6 @@ SKIPPED_LABELS = {"cmnli": {"-"}, "ocnli": {"-"}}
 C3_PADDING_CHOICE = "无效答案"
 CHID_OTHER_BLANK = "_____"
 CHID_TAG = re.compile(r"#idiom\d+#")
-
-
-def write_json_lines(path, rows) -> None:
-    """One JSON object per line, UTF-8, Chinese unescaped (CLUE's file and submission layout)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def write_json(path, value, indent: int | None = None) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False, indent=indent)
 
 
 def check_task(task: str) -> None:
@@ -98,10 +82,10 @@ def require_folder(task: str, folder: str | os.PathLike) -> dict[str, list[str]]
     check_task(task)
     folder = os.fspath(folder or "")
     if not folder:
-        raise ValueError(f"config.data_dir must be the folder of the CLUE {task} files "
+        raise ValueError(f"config.data.data_dir must be the folder of the CLUE {task} files "
                          f"({_expected(task)}).")
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"config.data_dir={folder!r} is not a folder (CLUE {task} needs {_expected(task)}).")
+        raise FileNotFoundError(f"config.data.data_dir={folder!r} is not a folder (CLUE {task} needs {_expected(task)}).")
     found = {}
     for split in ("train", "validation", "test"):
         paths = split_files(task, folder, split)
@@ -159,7 +143,7 @@ def mark_wsc_spans(text: str, span1_index: int, span1_text: str, span2_index: in
 def read_classification(task: str, path: str) -> Iterator[dict]:
     labels = LABELS[task]
     skipped = SKIPPED_LABELS.get(task, set())
-    for number, record in _json_lines(path):
+    for number, record in json_lines(path):
         where = f"{path}:{number}"
         if task in ("iflytek", "tnews"):
             text, pair = _field(record, "sentence", where), ""
@@ -280,7 +264,7 @@ def read_chid_answers(path: str) -> dict[str, int]:
         answers = json.loads(text)
     except json.JSONDecodeError:
         answers = {}
-        for _, record in _json_lines(path):
+        for _, record in json_lines(path):
             answers.update(record)
     if not isinstance(answers, dict):
         raise DataFormatError(f"{path}: expected a JSON object {{\"#idiomNNNNNN#\": index}}.")
@@ -292,7 +276,7 @@ def read_chid_answers(path: str) -> dict[str, int]:
 
 def read_chid(path: str, answer_path: str | None) -> Iterator[dict]:
     answers = read_chid_answers(answer_path) if answer_path else None
-    for number, record in _json_lines(path):
+    for number, record in json_lines(path):
         where = f"{path}:{number}"
         candidates = _field(record, "candidates", where, list)
         contents = _field(record, "content", where, list)

@@ -2,17 +2,9 @@ import json
 
 import pytest
 
-from rofjax.data.ie_formats import (
-    DataFormatError,
-    duee_labels,
-    generate_duee,
-    read_duee,
-    read_duee_schema,
-    read_duie,
-    read_duie_schema,
-    write_generated_duee,
-    write_generated_duie,
-)
+from rofjax.data.readers.ie import duee_labels, read_duee, read_duee_schema, read_duie, read_duie_schema
+from rofjax.data.readers.jsonl import DataFormatError
+from rofjax.data.synthetic import generate_duee, write_generated_duee, write_generated_duie
 
 
 def test_generated_duee_reads_back_with_shared_triggers_arguments_and_nesting(tmp_path):
@@ -74,7 +66,8 @@ def test_duie_generator_and_reader(tmp_path):
 
 
 def test_cluener_reader_and_official_metric(tmp_path):
-    from rofjax.data.ie_formats import cluener_official_f1, read_cluener
+    from rofjax.data.readers.ie import CLUENER_TYPES, read_cluener
+    from rofjax.decode.metrics import cluener_official_f1
 
     path = tmp_path / "dev.json"
     lines = [{"text": "北京勘察设计协会副会长兼秘书长周荫如", "label": {
@@ -91,13 +84,13 @@ def test_cluener_reader_and_official_metric(tmp_path):
         list(read_cluener(bad))
     gold = [{"name": {"周荫如"}, "position": {"副会长", "秘书长"}}]
     predicted = [{"name": {"周荫如"}, "position": {"副会长"}, "company": {"北京"}}]
-    scores = cluener_official_f1(predicted, gold)
+    scores = cluener_official_f1(predicted, gold, CLUENER_TYPES)
     assert scores["f1/name"] == 1.0 and scores["f1/position"] == pytest.approx(2 / 3)
     assert scores["f1/company"] == 0.0 and scores["macro_f1"] == pytest.approx((1 + 2 / 3) / 10)
 
 
 def test_duee_fin_enumerated_roles_label_the_trigger(tmp_path):
-    from rofjax.data.ie_formats import read_duee_fin, read_duee_fin_schema
+    from rofjax.data.readers.ie import read_duee_fin, read_duee_fin_schema
 
     (tmp_path / "schema.json").write_text(json.dumps({"event_type": "公司上市", "role_list": [
         {"role": "上市公司"}, {"role": "环节", "enum_items": ["筹备上市", "正式上市"]}]}, ensure_ascii=False) + "\n",

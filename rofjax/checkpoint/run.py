@@ -1,0 +1,329 @@
+"""The one owner of checkpoints on disk: a training run's folder, and parameter trees saved or converted alone.
+
+A run folder (`RunFolder`):
+
+    checkpoints/<step>/{state,data,config}   orbax CheckpointManager (async): train state, grain iterator, config
+    best/<step>/{state,config}               the parameters with the best evaluation metric so far
+    metrics.jsonl                            one JSON object per logged training step (step, loss, lr, …)
+    eval_metrics.jsonl                       one per evaluation
+    tensorboard/                             TensorBoard scalars
+
+Orbax commits a step by renaming its folder, so a process killed mid-save leaves no half checkpoint, and the
+latest complete step is what a rerun resumes from.
+
+Layouts understood by `restore_params`:
+
+* `save_params` output: `DIR/params` (an orbax PyTree) and `DIR/model_config.json`;
+* a training run's `orbax.checkpoint.CheckpointManager` root, `DIR/<step>/state` whose tree has a `params` key —
+  only the parameters are read (fine-tuning from a pretraining checkpoint leaves the optimizer state on disk);
+* a bare orbax PyTree folder.
+
+Restores take target shardings, so a checkpoint written on one mesh is read onto another. Orbax writes into a
+temporary folder and renames it when complete, so an interrupted save never looks like a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import linen as nn
+
+from rofjax.checkpoint.tree import CheckpointMismatchError, flatten
+from rofjax.models.config import ModelConfig
+
+PARAMS_ITEM = "params"
+STATE_ITEM = "state"
+DATA_ITEM = "data"
+CONFIG_ITEM = "config"
+CONFIG_FILE = "model_config.json"
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+METRICS = "metrics.jsonl"
+EVAL_METRICS = "eval_metrics.jsonl"
+
+
+def save_params(directory: str | os.PathLike, params, config: ModelConfig | None = None, *,
+                overwrite: bool = False) -> str:
+    """Write `params` (boxed or not, sharded or not) under `directory/params`, and the config beside it."""
+    directory = os.path.abspath(os.fspath(directory))
+    target = os.path.join(directory, PARAMS_ITEM)
+    if os.path.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it.")
+    os.makedirs(directory, exist_ok=True)
+    params = nn.unbox(params)
+    if isinstance(params, dict) and set(params) == {"params"}:
+        params = params["params"]
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        checkpointer.save(target, params, force=overwrite)
+    if config is not None:
+        config.to_json(os.path.join(directory, CONFIG_FILE))
+    return target
+
+
+def load_model_config(directory: str | os.PathLike) -> ModelConfig:
+    return ModelConfig.from_json(os.path.join(os.fspath(directory), CONFIG_FILE))
+
+
+def sorted_steps(directory: str | os.PathLike) -> list[int]:
+    """The complete steps of a CheckpointManager root (orbax names a step folder only once it is complete)."""
+    return sorted(ocp.utils.checkpoint_steps(os.fspath(directory)))
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+    steps = sorted_steps(directory)
+    return steps[-1] if steps else None
+
+
+def _locate(directory: str, step: int | None) -> tuple[str, str | None]:
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"No checkpoint folder at {directory}.")
+    if os.path.isdir(os.path.join(directory, PARAMS_ITEM)):
+        return os.path.join(directory, PARAMS_ITEM), None
+    if os.path.isdir(os.path.join(directory, STATE_ITEM)):
+        return os.path.join(directory, STATE_ITEM), PARAMS_ITEM
+    chosen = step if step is not None else latest_step(directory)
+    if chosen is not None:
+        step_dir = os.path.join(directory, str(chosen))
+        if not os.path.isdir(step_dir):
+            raise FileNotFoundError(f"{directory} has no step {chosen}; steps: {sorted_steps(directory)}.")
+        return _locate(step_dir, None)
+    if os.path.exists(os.path.join(directory, "_METADATA")):
+        return directory, None
+    raise FileNotFoundError(f"{directory} holds no rofjax parameters (expected {PARAMS_ITEM}/, {STATE_ITEM}/ or "
+                            f"numbered step folders).")
+
+
+def _metadata_tree(checkpointer, path: str):
+    metadata = checkpointer.metadata(path)
+    metadata = getattr(metadata, "item_metadata", metadata)
+    return getattr(metadata, "tree", metadata)
+
+
+def restore_params(directory: str | os.PathLike, *, target=None, shardings=None, step: int | None = None):
+    """Read parameters saved by `save_params` or by a training run.
+
+    `target`: a tree of arrays or `jax.ShapeDtypeStruct`s whose structure, shapes and dtypes the result takes
+    (a `ShapeDtypeStruct`'s sharding is honoured); `shardings`: a matching tree of `jax.sharding.Sharding`s.
+    Without either, the checkpoint's own tree is restored onto the default device. A tree or shape mismatch
+    names the parameter.
+    """
+    path, key = _locate(os.path.abspath(os.fspath(directory)), step)
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        stored = _metadata_tree(checkpointer, path)
+        if key is not None:
+            if key not in stored:
+                raise CheckpointMismatchError(f"{path} has no '{key}' entry; it holds {sorted(stored)}.")
+            stored = stored[key]
+        if target is None:
+            target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype), stored)
+        else:
+            target = nn.unbox(target)
+            _check_against(stored, target, path)
+        if shardings is None:
+            default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            shardings = jax.tree_util.tree_map(lambda t: getattr(t, "sharding", None) or default, target)
+        abstract = jax.tree_util.tree_map(
+            lambda t, s: jax.ShapeDtypeStruct(tuple(np.shape(t)), jnp.result_type(t), sharding=s), target, shardings)
+        item = {key: abstract} if key is not None else abstract
+        restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+            item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+            partial_restore=key is not None))
+    return restored[key] if key is not None else restored
+
+
+def _check_against(stored, target, path: str) -> None:
+    have = {k: tuple(v.shape) for k, v in flatten(_as_dict(stored)).items()}
+    want = {k: tuple(np.shape(v)) for k, v in flatten(_as_dict(target)).items()}
+    missing = sorted(set(want) - set(have))
+    if missing:
+        raise CheckpointMismatchError(f"{path} lacks parameter {missing[0]}"
+                                      + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                                      + "; is the checkpoint from a different model or scan_layers setting?")
+    extra = sorted(set(have) - set(want))
+    if extra:
+        raise CheckpointMismatchError(f"{path} holds parameter {extra[0]}"
+                                      + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                                      + " that the target does not have.")
+    for name in sorted(want):
+        if want[name] != have[name]:
+            raise CheckpointMismatchError(f"{path}: parameter {name} is stored with shape {have[name]} but the "
+                                          f"target needs {want[name]}.")
+
+
+def _as_dict(tree: Any):
+    if isinstance(tree, dict):
+        return {k: _as_dict(v) for k, v in tree.items()}
+    return tree
+
+
+class RunFolder:
+    """A training run's folder: resume, periodic and best checkpoints, the saved config, and metric logs.
+
+    The loop, `train.predict` and the pipelines reach a run only through this class; nothing else names its
+    sub-folders or orbax items.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, *, keep: int = 2, best_metric: str | None = None,
+                 best_mode: str = "max"):
+        self.workdir = os.path.abspath(os.fspath(workdir))
+        self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
+        self._manager = self._best = None
+
+    # Paths --------------------------------------------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        return os.path.join(self.workdir, name)
+
+    @property
+    def metrics_path(self) -> str:
+        return self.path(METRICS)
+
+    @property
+    def eval_metrics_path(self) -> str:
+        return self.path(EVAL_METRICS)
+
+    # Writing (training) ---------------------------------------------------------------------------------------
+    def open(self) -> RunFolder:
+        os.makedirs(self.workdir, exist_ok=True)
+        self._manager = ocp.CheckpointManager(
+            self.path(CHECKPOINTS), item_names=(STATE_ITEM, DATA_ITEM, CONFIG_ITEM),
+            options=ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
+                                                 enable_async_checkpointing=True))
+        metric = self.best_metric
+        self._best = ocp.CheckpointManager(
+            self.path(BEST), item_names=(STATE_ITEM, CONFIG_ITEM),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, best_fn=lambda m: m[metric],
+                                                 best_mode=self.best_mode, enable_async_checkpointing=False))
+        return self
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step() if self._manager is not None else latest_step_or_none(
+            self.path(CHECKPOINTS))
+
+    def restore(self, abstract_state, iterator) -> Any | None:
+        """The train state of the latest complete checkpoint (onto `abstract_state`'s shardings), with `iterator`
+        moved to where it was; `None` when there is none. Metric rows logged after that step are dropped, so each
+        step appears once in the logs."""
+        import grain
+
+        step = self._manager.latest_step()
+        if step is None:
+            # A run killed before its first checkpoint committed starts over: drop what it logged.
+            self.truncate_logs(0)
+            return None
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.PyTreeRestore(
+                item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
+            DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
+        self.truncate_logs(step)
+        return restored[STATE_ITEM]
+
+    def save(self, step: int, state, iterator, config, *, force: bool = False) -> None:
+        """Checkpoint `step` (asynchronously): the train state, the iterator's position and the config."""
+        import grain
+
+        self._manager.save(step, args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.PyTreeSave(state), DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
+            CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), force=force)
+
+    def save_best(self, step: int, params, config, metrics: dict) -> None:
+        """Keep `params` under best/ when `metrics[best_metric]` is the best so far."""
+        if self.best_metric not in metrics:
+            raise KeyError(f"config.eval.best_metric={self.best_metric!r} is not among the evaluation metrics "
+                           f"{sorted(metrics)}.")
+        self._best.save(step, args=ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.PyTreeSave({PARAMS_ITEM: params}),
+            CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), metrics=metrics)
+
+    def wait(self) -> None:
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        for manager in (self._manager, self._best):
+            if manager is not None:
+                manager.wait_until_finished()
+                manager.close()
+        self._manager = self._best = None
+
+    def truncate_logs(self, last_step: int) -> None:
+        for path in (self.metrics_path, self.eval_metrics_path):
+            _truncate_jsonl(path, last_step)
+
+    # Reading (prediction, fine-tuning) ------------------------------------------------------------------------
+    def saved_config(self) -> dict | None:
+        """The training config saved with the latest checkpoint (or the best one), as a dict; `None` if none."""
+        for root in (self.path(CHECKPOINTS), self.path(BEST)):
+            step = latest_step_or_none(root)
+            path = os.path.join(root, str(step), CONFIG_ITEM, "metadata") if step is not None else None
+            if path is not None and os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    return json.load(f)
+        return None
+
+    def params_folder(self) -> str:
+        """Where the parameters to use are: best/ when an evaluation kept some, else the latest checkpoint."""
+        best = self.path(BEST)
+        if latest_step_or_none(best) is not None:
+            return best
+        if latest_step_or_none(self.path(CHECKPOINTS)) is not None:
+            return self.path(CHECKPOINTS)
+        raise FileNotFoundError(f"{self.workdir} holds no checkpoint (no {BEST}/ or {CHECKPOINTS}/ step).")
+
+    def restore_params(self, *, target=None, shardings=None):
+        return restore_params(self.params_folder(), target=target, shardings=shardings)
+
+
+def latest_step_or_none(directory: str) -> int | None:
+    return latest_step(directory) if os.path.isdir(directory) else None
+
+
+def _config_json(config) -> dict:
+    return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+    """Drop rows logged after `last_step`; a line cut by a kill ends the file there."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line).get("step", 0) <= last_step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                break
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(keep)
+    os.replace(tmp, path)
+
+
+def load_encoder(path: str, params: dict) -> dict:
+    """`params` with its encoder replaced by the encoder of the checkpoint at `path` (a rofjax run, a converted
+    checkpoint or a pre-training run), each array placed like the one it replaces; a missing parameter or a shape
+    mismatch names the parameter."""
+    restored = restore_params(path)
+    encoder_params = restored.get("encoder", restored)
+    target = params["encoder"] if "encoder" in params else params
+    missing = [k for k in target if k not in encoder_params]
+    if missing:
+        raise ValueError(f"{path}: no {missing} parameters for the encoder.")
+    loaded = {}
+    for key, value in target.items():
+        source = encoder_params[key]
+        shapes = jax.tree_util.tree_map(np.shape, source), jax.tree_util.tree_map(lambda x: x.shape, value)
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"{path}: encoder/{key} shapes differ from the model's (checkpoint {shapes[0]} vs "
+                             f"model {shapes[1]}); check model.preset and the vocabulary.")
+        loaded[key] = jax.tree_util.tree_map(lambda s, t: jax.device_put(np.asarray(s, t.dtype), t.sharding),
+                                             source, value)
+    if "encoder" in params:
+        return {**params, "encoder": {**params["encoder"], **loaded}}
+    return {**params, **loaded}
