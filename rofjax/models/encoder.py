@@ -21,6 +21,7 @@ from rofjax.models.config import ModelConfig
 from rofjax.models.initializers import kernel_initializer
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import MultiHeadAttention, document_mask
+from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.embedding import TokenEmbedding
 from rofjax.nn.feedforward import FeedForward
@@ -34,24 +35,14 @@ REMAT_POLICIES = {
 }
 
 
-def compute_dtype(config: ModelConfig):
-    return jnp.dtype(config.dtype)
+def dtypes(config: ModelConfig) -> dict:
+    """The compute and storage dtypes every layer of `config`'s models takes."""
+    return dict(dtype=jnp.dtype(config.dtype), param_dtype=jnp.dtype(config.param_dtype))
 
 
 def make_norm(config: ModelConfig, name: str):
-    dtype, param_dtype = compute_dtype(config), jnp.dtype(config.param_dtype)
-    if config.norm_type == "layernorm":
-        return LayerNorm(epsilon=config.norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name)
-    return RMSNorm(epsilon=config.norm_epsilon, dtype=dtype, param_dtype=param_dtype, name=name)
-
-
-def dense(config: ModelConfig, features: int, axes: tuple[str, str], name: str, use_bias: bool | None = None):
-    return nn.Dense(
-        features, use_bias=config.use_bias if use_bias is None else use_bias, dtype=compute_dtype(config),
-        param_dtype=jnp.dtype(config.param_dtype),
-        kernel_init=nn.with_logical_partitioning(kernel_initializer(config), axes),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]), name=name,
-    )
+    norm = LayerNorm if config.norm_type == "layernorm" else RMSNorm
+    return norm(epsilon=config.norm_epsilon, name=name, **dtypes(config))
 
 
 class Embeddings(nn.Module):
@@ -60,20 +51,19 @@ class Embeddings(nn.Module):
     def setup(self):
         cfg = self.config
         init = nn.with_logical_partitioning(kernel_initializer(cfg), ("vocab", "embed"))
-        dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
         size = cfg.resolved_embedding_size
         self.word_embeddings = TokenEmbedding(cfg.vocab_size, size, embedding_init=init, lookup=cfg.embedding_lookup,
-                                              dtype=dtype, param_dtype=param_dtype)
+                                              **dtypes(cfg))
         if cfg.type_vocab_size > 0:
             # A handful of rows: replicated, never split over the vocab (tensor) axis.
             segment_init = nn.with_logical_partitioning(kernel_initializer(cfg), (None, "embed"))
             self.token_type_embeddings = TokenEmbedding(cfg.type_vocab_size, size, embedding_init=segment_init,
-                                                        lookup=cfg.embedding_lookup, dtype=dtype,
-                                                        param_dtype=param_dtype)
+                                                        lookup=cfg.embedding_lookup, **dtypes(cfg))
         self.norm = make_norm(cfg, "norm")
         self.dropout = Dropout(cfg.dropout_rate)
         if size != cfg.hidden_size:
-            self.mapping = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "mapping")
+            self.mapping = dense(cfg.hidden_size, ("embed", "mlp"), name="mapping", use_bias=cfg.use_bias,
+                                 kernel_init=kernel_initializer(cfg), **dtypes(cfg))
 
     def __call__(self, input_ids, segment_ids, deterministic: bool):
         cfg = self.config
@@ -116,20 +106,19 @@ class EncoderLayer(nn.Module):
     @nn.compact
     def __call__(self, x, mask, positions, alpha, doc_ids=None):
         cfg = self.config
-        init = kernel_initializer(cfg)
-        dtype, param_dtype = compute_dtype(cfg), jnp.dtype(cfg.param_dtype)
+        # Settings every attention, GAU and feed-forward layer of the block shares.
+        common = dict(use_bias=cfg.use_bias, kernel_init=kernel_initializer(cfg), **dtypes(cfg))
+        attention_common = dict(normalization=cfg.attention_normalization, attention_scale=cfg.attention_scale,
+                                dropout_rate=cfg.attention_dropout_rate, rope_base=cfg.rope_base,
+                                softmax_plus_min_length=cfg.softmax_plus_min_length, **common)
         if cfg.block_type == "attention":
             attention = MultiHeadAttention(
                 num_heads=cfg.num_heads, head_size=cfg.resolved_head_size, key_size=cfg.resolved_key_size,
-                use_bias=cfg.use_bias, normalization=cfg.attention_normalization,
-                attention_scale=cfg.attention_scale, dropout_rate=cfg.attention_dropout_rate,
-                rope_base=cfg.rope_base, rotary_value=cfg.rotary_value,
-                softmax_plus_min_length=cfg.softmax_plus_min_length, implementation=cfg.attention_implementation,
-                fused_dropout=cfg.fused_attention_dropout, max_documents=self.max_documents, kernel_init=init,
-                dtype=dtype, param_dtype=param_dtype, name="attention",
+                rotary_value=cfg.rotary_value, implementation=cfg.attention_implementation,
+                fused_dropout=cfg.fused_attention_dropout, max_documents=self.max_documents, name="attention",
+                **attention_common,
             )
-            feedforward = FeedForward(cfg.intermediate_size, activation=cfg.hidden_act, use_bias=cfg.use_bias,
-                                      kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="feedforward")
+            feedforward = FeedForward(cfg.intermediate_size, activation=cfg.hidden_act, name="feedforward", **common)
             x = self._residual(x, lambda h: attention(h, None if doc_ids is not None else mask, positions=positions,
                                                       doc_ids=doc_ids, deterministic=self.deterministic),
                                "attention_norm", alpha)
@@ -137,10 +126,7 @@ class EncoderLayer(nn.Module):
         else:
             gau = GatedAttentionUnit(
                 units=cfg.intermediate_size, key_size=cfg.resolved_key_size, activation=cfg.hidden_act,
-                use_bias=cfg.use_bias, normalization=cfg.attention_normalization,
-                attention_scale=cfg.attention_scale, dropout_rate=cfg.attention_dropout_rate,
-                rope_base=cfg.rope_base, softmax_plus_min_length=cfg.softmax_plus_min_length,
-                chunk_size=cfg.gau_chunk_size, kernel_init=init, dtype=dtype, param_dtype=param_dtype, name="gau",
+                chunk_size=cfg.gau_chunk_size, name="gau", **attention_common,
             )
             gau_mask = document_mask(doc_ids) if doc_ids is not None else mask
             x = self._residual(x, lambda h: gau(h, gau_mask, positions=positions, deterministic=self.deterministic),
@@ -185,14 +171,15 @@ class MaskedLMHead(nn.Module):
         cfg = self.config
         size = cfg.resolved_embedding_size
         if cfg.mlm_head == "transform":
-            h = dense(cfg, size, ("embed", "mlp"), "dense", use_bias=True)(hidden)
+            h = dense(size, ("embed", "mlp"), name="dense", kernel_init=kernel_initializer(cfg),
+                      **dtypes(cfg))(hidden)
             h = get_activation(cfg.hidden_act)(h)
-            h = LayerNorm(epsilon=cfg.norm_epsilon, dtype=compute_dtype(cfg),
-                          param_dtype=jnp.dtype(cfg.param_dtype), name="norm")(h)
+            h = LayerNorm(epsilon=cfg.norm_epsilon, name="norm", **dtypes(cfg))(h)
         else:
             h = hidden
             if size != cfg.hidden_size:
-                h = dense(cfg, size, ("embed", "mlp"), "output_mapping", use_bias=False)(h)
+                h = dense(size, ("embed", "mlp"), name="output_mapping", use_bias=False,
+                          kernel_init=kernel_initializer(cfg), **dtypes(cfg))(h)
             h = Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
         logits = jnp.einsum("...e,ve->...v", h, table.astype(h.dtype), preferred_element_type=jnp.float32)
         if cfg.mlm_head == "transform":
@@ -217,7 +204,8 @@ class Encoder(nn.Module):
         self.embeddings = Embeddings(cfg)
         self.transformer = LayerStack(cfg)
         self.mlm = MaskedLMHead(cfg)
-        self.pooler = dense(cfg, cfg.hidden_size, ("embed", "mlp"), "pooler", use_bias=True)
+        self.pooler = dense(cfg.hidden_size, ("embed", "mlp"), name="pooler", kernel_init=kernel_initializer(cfg),
+                            **dtypes(cfg))
 
     def __call__(self, input_ids, segment_ids=None, *, attention_mask=None, positions=None, doc_ids=None,
                  max_documents: int | None = None, deterministic: bool = True, residual_alpha=None):

@@ -19,18 +19,19 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from rofjax.models.config import ModelConfig
-from rofjax.models.encoder import Encoder, compute_dtype
+from rofjax.models.encoder import Encoder, dtypes
 from rofjax.models.initializers import kernel_initializer
+from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
 
 
-def _head_dense(config: ModelConfig, features: int, name: str):
-    return nn.Dense(
-        features, dtype=compute_dtype(config), param_dtype=jnp.dtype(config.param_dtype),
-        kernel_init=nn.with_logical_partitioning(kernel_initializer(config), ("embed", None)),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)), name=name,
-    )
+def _linear_head(config: ModelConfig, x, features: int, name: str, dropout_rate: float, deterministic: bool):
+    """Dropout, then `Dense(features)` with the encoder's initialiser; float32 scores. Label axes are small and
+    replicated."""
+    x = Dropout(dropout_rate)(x, deterministic=deterministic)
+    head = dense(features, ("embed", None), name=name, kernel_init=kernel_initializer(config), **dtypes(config))
+    return head(x).astype(jnp.float32)
 
 
 class MaskedLM(nn.Module):
@@ -59,8 +60,7 @@ class SequenceClassifier(nn.Module):
             pooled = jnp.sum(hidden * valid, axis=1) / jnp.maximum(jnp.sum(valid, axis=1), 1)
         else:
             pooled = encoder.pool(hidden) if self.pooling == "pooler" else hidden[:, 0]
-        pooled = Dropout(self.dropout_rate)(pooled, deterministic=deterministic)
-        return _head_dense(self.config, self.num_labels, "classifier")(pooled).astype(jnp.float32)
+        return _linear_head(self.config, pooled, self.num_labels, "classifier", self.dropout_rate, deterministic)
 
 
 class TokenClassifier(nn.Module):
@@ -72,8 +72,7 @@ class TokenClassifier(nn.Module):
     def __call__(self, input_ids, segment_ids=None, *, deterministic: bool = True, **encoder_kwargs):
         hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
                                                       **encoder_kwargs)
-        hidden = Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
-        return _head_dense(self.config, self.num_labels, "classifier")(hidden).astype(jnp.float32)
+        return _linear_head(self.config, hidden, self.num_labels, "classifier", self.dropout_rate, deterministic)
 
 
 class SpanClassifier(nn.Module):
@@ -101,8 +100,8 @@ class SpanClassifier(nn.Module):
         if mask is None or jnp.ndim(mask) != 2:
             mask = jnp.asarray(input_ids) != self.config.pad_token_id
         return pointer(heads=self.heads, head_size=self.head_size, use_rope=self.use_rope, use_bias=self.use_bias,
-                       tril_mask=self.tril_mask, kernel_init=init, dtype=compute_dtype(self.config),
-                       param_dtype=jnp.dtype(self.config.param_dtype), name="pointer")(hidden, mask)
+                       tril_mask=self.tril_mask, kernel_init=init, name="pointer",
+                       **dtypes(self.config))(hidden, mask)
 
 
 class MultipleChoice(nn.Module):
@@ -121,9 +120,8 @@ class MultipleChoice(nn.Module):
         flat_segments = None if segment_ids is None else jnp.reshape(segment_ids, (batch * choices, length))
         hidden = Encoder(self.config, name="encoder")(input_ids.reshape(batch * choices, length), flat_segments,
                                                       deterministic=deterministic)
-        pooled = Dropout(self.dropout_rate)(hidden[:, 0], deterministic=deterministic)
-        scores = _head_dense(self.config, 1, "scorer")(pooled)
-        return scores.reshape(batch, choices).astype(jnp.float32)
+        scores = _linear_head(self.config, hidden[:, 0], 1, "scorer", self.dropout_rate, deterministic)
+        return scores.reshape(batch, choices)
 
 
 class GPLinker(nn.Module):
@@ -149,7 +147,7 @@ class GPLinker(nn.Module):
                                                       **encoder_kwargs)
         mask = jnp.asarray(input_ids) != self.config.pad_token_id
         common = dict(head_size=self.head_size, kernel_init=nn.initializers.lecun_normal(),
-                      dtype=compute_dtype(self.config), param_dtype=jnp.dtype(self.config.param_dtype))
+                      **dtypes(self.config))
         spans = EfficientGlobalPointer(heads=self.spans, use_rope=True, tril_mask=True, name="spans",
                                        **common)(hidden, mask)
         heads = EfficientGlobalPointer(heads=self.links, use_rope=False, tril_mask=self.link_tril_mask,

@@ -2,6 +2,7 @@
 
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import NORMALIZATIONS, MultiHeadAttention, attention_normalize
+from rofjax.nn.dense import dense
 from rofjax.nn.feedforward import FeedForward
 from rofjax.nn.gau import GatedAttentionUnit
 from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
@@ -20,6 +21,7 @@ __all__ = [
     "ScaleOffset",
     "apply_rotary",
     "attention_normalize",
+    "dense",
     "get_activation",
     "rotary_angles",
     "sinusoidal_embeddings",

@@ -16,6 +16,7 @@ positions apart on a constant input (post 9105); the other methods do not have t
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any
@@ -24,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.rope import apply_rotary
 
@@ -313,19 +315,6 @@ class MultiHeadAttention(nn.Module):
         return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
                             scaling_factor=self.rope_scaling_factor)
 
-    def _dense(self, features: int, axes: tuple[str, str], name: str):
-        # Kernels are 2-D (`[embed, heads·size]`, head-major) as in bert4keras and Hugging Face checkpoints; a
-        # `tensor` split of the fused axis falls on head boundaries whenever it divides the number of heads.
-        return nn.Dense(
-            features, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, axes),
-            bias_init=nn.with_logical_partitioning(self.bias_init, axes[1:]), name=name,
-        )
-
-    def _projection(self, x, size: int, name: str):
-        out = self._dense(self.num_heads * size, ("embed", "heads"), name)(x)
-        return out.reshape(out.shape[:-1] + (self.num_heads, size))
-
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, doc_ids=None, deterministic: bool = True):
         """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` or `[batch, heads|1, length, length]`;
@@ -342,16 +331,22 @@ class MultiHeadAttention(nn.Module):
         mask4 = attention_mask_4d(document_mask(doc_ids) if doc_ids is not None else mask, batch, length, length,
                                   "MultiHeadAttention")
 
-        q = self._projection(x, key_size, "q_dense")
-        k = self._projection(x, key_size, "k_dense")
-        v = self._projection(x, self.head_size, "v_dense")
+        layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
+                                  bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
+
+        def projection(size: int, name: str):
+            # Kernels are 2-D (`[embed, heads·size]`, head-major) as in bert4keras and Hugging Face checkpoints; a
+            # `tensor` split of the fused axis falls on head boundaries whenever it divides the number of heads.
+            out = layer(self.num_heads * size, ("embed", "heads"), name=name)(x)
+            return out.reshape(out.shape[:-1] + (self.num_heads, size))
+
+        q, k = projection(key_size, "q_dense"), projection(key_size, "k_dense")
+        v = projection(self.head_size, "v_dense")
         if self.use_rope:
             q, k = self._rotate(q, positions), self._rotate(k, positions)
             if self.rotary_value:
                 v = self._rotate(v, positions)
-        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
-        k = nn.with_logical_constraint(k, ("batch", "length", "heads", "kv"))
-        v = nn.with_logical_constraint(v, ("batch", "length", "heads", "kv"))
+        q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "heads", "kv")) for t in (q, k, v))
         scale = 1.0 / math.sqrt(key_size) if self.attention_scale else 1.0
 
         dropout_active = self.dropout_rate > 0 and not deterministic
@@ -385,5 +380,5 @@ class MultiHeadAttention(nn.Module):
             out = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
 
         out = out.reshape(batch, length, self.num_heads * self.head_size)
-        out = self._dense(self.out_features or features, ("heads", "embed"), "o_dense")(out)
+        out = layer(self.out_features or features, ("heads", "embed"), name="o_dense")(out)
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from rofjax.nn.activations import get_activation
+from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 
 Dtype = Any
@@ -32,17 +34,11 @@ class FeedForward(nn.Module):
         if self.intermediate_size <= 0:
             raise ValueError(f"FeedForward intermediate_size must be > 0; got {self.intermediate_size}.")
         features = x.shape[-1]
-        h = nn.Dense(
-            self.intermediate_size, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "mlp")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("mlp",)), name="i_dense",
-        )(x)
+        layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
+                                  bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = layer(self.intermediate_size, ("embed", "mlp"), name="i_dense")(x)
         h = get_activation(self.activation)(h)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         if self.dropout_rate > 0:
             h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
-        return nn.Dense(
-            features, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("mlp", "embed")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)), name="o_dense",
-        )(h)
+        return layer(features, ("mlp", "embed"), name="o_dense")(h)

@@ -16,6 +16,7 @@ prefix-length normaliser of post 8934). Cost is linear in the sequence length.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import NORMALIZATIONS, attention_normalize
+from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.norms import ScaleOffset
 from rofjax.nn.rope import apply_rotary
@@ -74,19 +76,22 @@ class GatedAttentionUnit(nn.Module):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
 
-    def _scale_offset(self, name: str):
-        return ScaleOffset(use_offset=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-                           axis_name="kv", name=name)
-
-    def _rotate(self, t, positions):
+    def _query_or_key(self, z, positions, name: str):
+        """One per-dimension map of the shared `z` (𝒬, 𝒦 and FLASH's linear-attention pair), rotated."""
+        t = ScaleOffset(use_offset=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, axis_name="kv",
+                        name=name)(z)
         if not self.use_rope:
             return t
         return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
                             scaling_factor=self.rope_scaling_factor)
 
-    def _normalize(self, logits, mask):
-        return attention_normalize(logits, mask, self.normalization,
-                                   softmax_plus_min_length=self.softmax_plus_min_length)
+    def _weights(self, logits, mask, deterministic: bool):
+        weights = attention_normalize(logits, mask, self.normalization,
+                                      softmax_plus_min_length=self.softmax_plus_min_length)
+        self.sow("intermediates", "attention_weights", weights)
+        if self.dropout_rate > 0:
+            weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+        return weights
 
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, deterministic: bool = True):
@@ -102,17 +107,15 @@ class GatedAttentionUnit(nn.Module):
         key_mask, full_mask = _masks(mask, batch, length, self.chunk_size is not None)
         e, s = self.units, self.key_size
 
-        h = nn.Dense(
-            2 * e + s, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "mlp")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("mlp",)), name="i_dense",
-        )(x)
+        layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
+                                  bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = layer(2 * e + s, ("embed", "mlp"), name="i_dense")(x)
         h = get_activation(self.activation)(h)
         u, v, z = h[..., :e], h[..., e:2 * e], h[..., 2 * e:]
         u = nn.with_logical_constraint(u, ("batch", "length", "mlp"))
         v = nn.with_logical_constraint(v, ("batch", "length", "mlp"))
-        q = self._rotate(self._scale_offset("q_scaleoffset")(z), positions)
-        k = self._rotate(self._scale_offset("k_scaleoffset")(z), positions)
+        q = self._query_or_key(z, positions, "q_scaleoffset")
+        k = self._query_or_key(z, positions, "k_scaleoffset")
         scale = 1.0 / math.sqrt(s) if self.attention_scale else 1.0
 
         if self.chunk_size is None:
@@ -120,22 +123,15 @@ class GatedAttentionUnit(nn.Module):
             pair_mask = key_mask[:, None, :] if full_mask is None else full_mask
             if self.causal:
                 pair_mask = pair_mask & jnp.tril(jnp.ones((length, length), dtype=bool))[None]
-            weights = self._normalize(logits, pair_mask)
-            self.sow("intermediates", "attention_weights", weights)
-            if self.dropout_rate > 0:
-                weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+            weights = self._weights(logits, pair_mask, deterministic)
             mixed = jnp.einsum("bmn,bne->bme", weights.astype(v.dtype), v)
         else:
-            lin_q = self._rotate(self._scale_offset("lin_q_scaleoffset")(z), positions)
-            lin_k = self._rotate(self._scale_offset("lin_k_scaleoffset")(z), positions)
+            lin_q = self._query_or_key(z, positions, "lin_q_scaleoffset")
+            lin_k = self._query_or_key(z, positions, "lin_k_scaleoffset")
             mixed = self._mixed_chunk(q, k, lin_q, lin_k, v, key_mask, scale, deterministic)
 
         o = u * mixed.astype(u.dtype)
-        out = nn.Dense(
-            features, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("mlp", "embed")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("embed",)), name="o_dense",
-        )(o)
+        out = layer(features, ("mlp", "embed"), name="o_dense")(o)
         return nn.with_logical_constraint(out, ("batch", "length", "embed"))
 
     def _mixed_chunk(self, q, k, lin_q, lin_k, v, key_mask, scale, deterministic):
@@ -158,10 +154,7 @@ class GatedAttentionUnit(nn.Module):
         pair_mask = valid[:, :, None, :]
         if self.causal:
             pair_mask = pair_mask & jnp.tril(jnp.ones((c, c), dtype=bool))
-        weights = self._normalize(logits, pair_mask)
-        self.sow("intermediates", "attention_weights", weights)
-        if self.dropout_rate > 0:
-            weights = Dropout(self.dropout_rate)(weights, deterministic=deterministic)
+        weights = self._weights(logits, pair_mask, deterministic)
         quadratic = jnp.einsum("bgmn,bgne->bgme", weights.astype(jnp.float32), v32)
 
         per_chunk_kv = jnp.einsum("bgnd,bgne->bgde", lin_k, v32)            # [b, g, s, e]

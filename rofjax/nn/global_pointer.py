@@ -13,12 +13,14 @@ triangle `i > j`, set to `mask_value` (−inf by default, as bert4keras ≥ 0.11
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from rofjax.nn.dense import dense
 from rofjax.nn.rope import apply_rotary
 
 Dtype = Any
@@ -39,6 +41,8 @@ def span_mask(mask, length: int, batch: int, tril_mask: bool, what: str):
 
 
 class _SpanPointer(nn.Module):
+    """Checks, dense settings and masking shared by both pointers; a subclass scores `[batch, heads, n, n]`."""
+
     heads: int
     head_size: int = 64
     use_rope: bool = True
@@ -52,61 +56,46 @@ class _SpanPointer(nn.Module):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
 
-    def _check(self, x):
+    @nn.compact
+    def __call__(self, x, mask=None, *, positions=None):
+        """`x` `[batch, length, embed]`; `mask` `[batch, length]` marks the tokens a span may start or end at."""
         if x.ndim != 3:
             raise ValueError(f"{type(self).__name__} expects x [batch, length, embed]; got shape {tuple(x.shape)}.")
         if self.heads <= 0 or self.head_size <= 0:
             raise ValueError(f"{type(self).__name__} needs heads > 0 and head_size > 0; got heads={self.heads}, "
                              f"head_size={self.head_size}.")
-
-    def _rotate(self, t, positions):
-        if not self.use_rope:
-            return t
-        return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout)
-
-    def _masked(self, logits, mask):
+        layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
+                                  bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
+        rotate = ((lambda t: apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout))
+                  if self.use_rope else (lambda t: t))
+        logits = self._scores(x, layer, rotate)
         batch, _, length, _ = logits.shape
         allowed = span_mask(mask, length, batch, self.tril_mask, type(self).__name__)
         return jnp.where(allowed, logits, jnp.asarray(self.mask_value, logits.dtype))
+
+    def _scores(self, x, layer, rotate):
+        raise NotImplementedError
 
 
 class GlobalPointer(_SpanPointer):
     """bert4keras `GlobalPointer(heads, head_size, RoPE, use_bias, tril_mask)`; sub-layer `dense`."""
 
-    @nn.compact
-    def __call__(self, x, mask=None, *, positions=None):
-        self._check(x)
+    def _scores(self, x, layer, rotate):
         d = self.head_size
-        qk = nn.Dense(
-            self.heads * 2 * d, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "heads")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads",)), name="dense",
-        )(x)
+        qk = layer(self.heads * 2 * d, ("embed", "heads"), name="dense")(x)
         qk = qk.reshape(qk.shape[:-1] + (self.heads, 2 * d))
-        q, k = self._rotate(qk[..., :d], positions), self._rotate(qk[..., d:], positions)
-        logits = jnp.einsum("bmhd,bnhd->bhmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
-        return self._masked(logits, mask)
+        q, k = rotate(qk[..., :d]), rotate(qk[..., d:])
+        return jnp.einsum("bmhd,bnhd->bhmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
 
 
 class EfficientGlobalPointer(_SpanPointer):
     """bert4keras `EfficientGlobalPointer`; sub-layers `p_dense` (2·head_size) and `q_dense` (2·heads)."""
 
-    @nn.compact
-    def __call__(self, x, mask=None, *, positions=None):
-        self._check(x)
+    def _scores(self, x, layer, rotate):
         d = self.head_size
-        p = nn.Dense(
-            2 * d, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("embed", "kv")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("kv",)), name="p_dense",
-        )(x)
-        q, k = self._rotate(p[..., ::2], positions), self._rotate(p[..., 1::2], positions)
+        p = layer(2 * d, ("embed", "kv"), name="p_dense")(x)
+        q, k = rotate(p[..., ::2]), rotate(p[..., 1::2])
         logits = jnp.einsum("bmd,bnd->bmn", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
-        bias = nn.Dense(
-            2 * self.heads, use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-            kernel_init=nn.with_logical_partitioning(self.kernel_init, ("kv", "heads")),
-            bias_init=nn.with_logical_partitioning(self.bias_init, ("heads",)), name="q_dense",
-        )(p)
+        bias = layer(2 * self.heads, ("kv", "heads"), name="q_dense")(p)
         bias = jnp.swapaxes(bias, 1, 2).astype(jnp.float32) / 2            # [b, 2h, n]
-        logits = logits[:, None] + bias[:, ::2, None, :] + bias[:, 1::2, :, None]
-        return self._masked(logits, mask)
+        return logits[:, None] + bias[:, ::2, None, :] + bias[:, 1::2, :, None]
