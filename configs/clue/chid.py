@@ -1,7 +1,7 @@
 """CHID idiom cloze: left [SEP] candidate [SEP] right, Hungarian assignment per passage on dev, gradient accumulation 2.
 
-    python -m train.finetune --config configs/clue/chid.py --workdir DIR --config.data_dir=FOLDER
-    python -m train.predict --config configs/clue/chid.py --workdir DIR --config.data_dir=FOLDER
+    python -m train.finetune --config configs/clue/chid.py --workdir DIR --config.data.data_dir=FOLDER
+    python -m train.predict --config configs/clue/chid.py --workdir DIR --config.data.data_dir=FOLDER
 """
 
 from configs.clue.common import clue_config

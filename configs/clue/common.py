@@ -3,11 +3,11 @@ factoring, [CLS] pooling, segment ids all 0, dev evaluation and model selection 
 
 Every task config takes the same overrides, e.g. the published weights converted with `rofjax convert`:
 
-    python -m train.finetune --config configs/clue/tnews.py --workdir DIR --config.data_dir=CLUE/tnews \\
-        --config.model_preset=roformer_v2_chinese_char_base --config.vocab_path=CKPT/vocab.txt \\
-        --config.init_checkpoint=CONVERTED
+    python -m train.finetune --config configs/clue/tnews.py --workdir DIR --config.data.data_dir=CLUE/tnews \\
+        --config.model.preset=roformer_v2_chinese_char_base --config.data.vocab_path=CKPT/vocab.txt \\
+        --config.train.init_checkpoint=CONVERTED
 
-or a tiny model from scratch on a CPU: `--config.model_preset=roformer_v2_tiny --config.total_steps=200`.
+or a tiny model from scratch on a CPU: `--config.model.preset=roformer_v2_tiny --config.train.total_steps=200`.
 """
 
 from configs.base import base_config
@@ -17,15 +17,15 @@ def clue_config(task: str, *, max_length: int = 128, batch_size: int = 32, epoch
                 grad_accum_steps: int = 1, best_metric: str = "accuracy"):
     c = base_config()
     c.task = "clue"
-    c.dataset = task
-    c.model_preset = "roformer_v2_chinese_char_base"
-    c.max_length = max_length
-    c.batch_size = batch_size
-    c.epochs = float(epochs)
-    c.total_steps = 0                        # 0: `epochs` passes over the training file
-    c.eval_every = -1                        # every epoch
-    c.save_every = 1000
-    c.best_metric = best_metric
+    c.data.dataset = task
+    c.model.preset = "roformer_v2_chinese_char_base"
+    c.data.max_length = max_length
+    c.train.batch_size = batch_size
+    c.train.epochs = float(epochs)
+    c.train.total_steps = 0                        # 0: `epochs` passes over the training file
+    c.eval.every = -1                        # every epoch
+    c.train.save_every = 1000
+    c.eval.best_metric = best_metric
     c.optim.name = "adafactor"
     c.optim.lr = 5e-4
     c.optim.momentum = 0.9
@@ -35,5 +35,5 @@ def clue_config(task: str, *, max_length: int = 128, batch_size: int = 32, epoch
     c.optim.weight_decay = 0.0
     c.optim.clip_norm = 0.0                  # AdaFactor clips its own updates (threshold 1.0)
     c.optim.grad_accum_steps = grad_accum_steps
-    c.log_every = 10
+    c.train.log_every = 10
     return c

@@ -1,7 +1,7 @@
 """IFLYTEK app descriptions, 119 classes.
 
-    python -m train.finetune --config configs/clue/iflytek.py --workdir DIR --config.data_dir=FOLDER
-    python -m train.predict --config configs/clue/iflytek.py --workdir DIR --config.data_dir=FOLDER
+    python -m train.finetune --config configs/clue/iflytek.py --workdir DIR --config.data.data_dir=FOLDER
+    python -m train.predict --config configs/clue/iflytek.py --workdir DIR --config.data.data_dir=FOLDER
 """
 
 from configs.clue.common import clue_config

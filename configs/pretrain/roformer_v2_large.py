@@ -4,7 +4,7 @@ LAMB 1.76e-3 without bias correction, weight decay 0.01, batch 512 × 512 tokens
 as 64 × 8 accumulated micro-batches on two A100s; a pod runs it as one step.
 
     python -m train.pretrain --config configs/pretrain/roformer_v2_large.py --workdir gs://bucket/run \
-        --config.vocab_path=chinese_roformer-v2-char_L-24_H-1024_A-16/vocab.txt
+        --config.data.vocab_path=chinese_roformer-v2-char_L-24_H-1024_A-16/vocab.txt
     python -m train.compile --config configs/pretrain/roformer_v2_large.py --topology v5e:16x16 --out aot/
 """
 

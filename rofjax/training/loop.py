@@ -49,11 +49,10 @@ def build_trainer(config, task, mesh, total_steps: int):
     from flax import linen as nn
 
     from rofjax.training.optim import build_optimizer, learning_rate_schedule
-    from rofjax.training.state import Trainer
+    from rofjax.training.state import Trainer, abstract_params
 
     rules = rules_from_config(config)
-    abstract_params = Trainer(task, None, mesh, rules=rules).abstract_params(config.train.batch_size)
-    tx = build_optimizer(config.optim, total_steps, params=nn.unbox(abstract_params))
+    tx = build_optimizer(config.optim, total_steps, params=nn.unbox(abstract_params(task, config.train.batch_size)))
     return Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, total_steps),
                    ema_decay=config.train.ema_decay, skip_nonfinite=config.train.nonfinite == "skip", rules=rules)
 

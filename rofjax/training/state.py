@@ -1,4 +1,4 @@
-"""Train state and the jitted, sharded train/eval steps.
+"""Train state and the jitted, sharded train step.
 
 `TrainState` holds the update count, fp32 master parameters, the optimizer state, the dropout key (raw uint32
 key data, so it checkpoints like any array) and optionally an EMA of the parameters. Compute dtype is the model
@@ -7,7 +7,7 @@ config's `dtype` (bf16 activations with fp32 master weights when `dtype="bfloat1
 The step is `jax.jit(step, in_shardings=(state, batch), out_shardings=(state, replicated), donate_argnums=0)`;
 parameter shardings come from the modules' logical axis names and the rules, and every optimizer-state leaf
 shaped like its parameter is split like it. Init, train and eval steps are traced under the mesh and the
-logical-axis rules (`Trainer.context()`), so the modules' activation constraints bind. Each step folds the step
+logical-axis rules (`Trainer.context()`; tasks evaluate and decode under it too), so the modules' activation constraints bind. Each step folds the step
 number into the dropout key, and dropout masks are drawn for the global (sharded) arrays, so every device gets its
 own part of one mask and a sharded step equals the single-device step.
 """
@@ -46,6 +46,12 @@ def _finite_tree(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def abstract_params(task, batch_size: int):
+    """The task's parameters as shape structs (boxed with their logical axis names), without computing them."""
+    batch = task.init_batch(batch_size)
+    return jax.eval_shape(lambda: task.init_params(jax.random.key(0), batch))
+
+
 class Trainer:
     """Builds the sharded initial state and the jitted steps of one task on one mesh."""
 
@@ -56,7 +62,7 @@ class Trainer:
         self.schedule = schedule
         self.ema_decay = float(ema_decay)
         self.skip_nonfinite = skip_nonfinite
-        self._train_step = self._eval_step = None
+        self._train_step = None
 
     def context(self):
         """The mesh and logical-axis rules, in force while anything of this trainer's is traced or run."""
@@ -64,8 +70,7 @@ class Trainer:
 
     # State ----------------------------------------------------------------------------------------------------
     def abstract_params(self, batch_size: int):
-        batch = self.task.init_batch(batch_size)
-        return jax.eval_shape(lambda: self.task.init_params(jax.random.key(0), batch))
+        return abstract_params(self.task, batch_size)
 
     def state_shardings(self, batch_size: int):
         with self.context():
@@ -176,12 +181,3 @@ class Trainer:
         state_shardings = jax.tree_util.tree_map(lambda x: x.sharding, state)
         return jax.jit(step_fn, in_shardings=(state_shardings, self._batch_shardings(batch)),
                        out_shardings=(state_shardings, replicated(self.mesh)), donate_argnums=0)
-
-    def eval_step(self, params, batch: dict):
-        if self._eval_step is None:
-            param_shardings = jax.tree_util.tree_map(lambda x: x.sharding, params)
-            self._eval_step = jax.jit(self.task.eval_sums,
-                                      in_shardings=(param_shardings, self._batch_shardings(batch)),
-                                      out_shardings=replicated(self.mesh))
-        with self.context():
-            return self._eval_step(params, batch)

@@ -43,43 +43,51 @@ def duee_labels(schema: dict[str, list[str]]) -> list[tuple[str, str]]:
     return [(event_type, role) for event_type, roles in schema.items() for role in [TRIGGER_ROLE] + roles]
 
 
+def _event_lines(path, schema: dict[str, list[str]], text_of, parse_event) -> Iterator[dict]:
+    """The line loop both event formats share: `text_of(record)` is the text, `parse_event(event, text, where)`
+    one event's sorted argument tuples (its type already checked against the schema); lines without an
+    `event_list` (test files) give `events=None`."""
+    for number, record in json_lines(path):
+        where = f"{path}:{number}"
+        if not isinstance(record.get("text"), str):
+            raise DataFormatError(f"{where}: missing text.")
+        text = text_of(record)
+        events = None
+        if "event_list" in record:
+            events = []
+            for event in record["event_list"]:
+                if event.get("event_type") not in schema:
+                    raise DataFormatError(f"{where}: event type {event.get('event_type')!r} is not in the schema.")
+                events.append(sorted(set(parse_event(event, text, where))))
+        yield {"id": record.get("id", str(number)), "text": text, "events": events, "line": number}
+
+
 def read_duee(path, schema: dict[str, list[str]]) -> Iterator[dict]:
     """Validated DuEE records `{id, text, events: [[(type, role, argument, start), ...]]}`; test files (no
     `event_list`) give `events=None`."""
-    for number, record in json_lines(path):
-        where = f"{path}:{number}"
-        text = record.get("text")
-        if not isinstance(text, str):
-            raise DataFormatError(f"{where}: missing text.")
-        if "event_list" not in record:
-            yield {"id": record.get("id", str(number)), "text": text, "events": None, "line": number}
-            continue
-        events = []
-        for event in record["event_list"]:
-            event_type = event.get("event_type")
-            if event_type not in schema:
-                raise DataFormatError(f"{where}: event type {event_type!r} is not in the schema.")
-            arguments = []
-            if "trigger" in event:
-                arguments.append((TRIGGER_ROLE, event["trigger"], event.get("trigger_start_index")))
-            for argument in event.get("arguments", []):
-                role = argument.get("role")
-                if role not in schema[event_type]:
-                    raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
-                arguments.append((role, argument.get("argument"), argument.get("argument_start_index")))
-            checked = []
-            for role, value, start in arguments:
-                if not isinstance(value, str) or not value:
-                    raise DataFormatError(f"{where}: {event_type}/{role} has no argument text.")
-                if not isinstance(start, int) or start < 0 or start + len(value) > len(text):
-                    raise DataFormatError(f"{where}: offset {start} of {event_type}/{role} {value!r} is outside the "
-                                          f"text (length {len(text)}).")
-                if text[start:start + len(value)] != value:
-                    raise DataFormatError(f"{where}: {event_type}/{role} {value!r} is not at offset {start} (the "
-                                          f"text there is {text[start:start + len(value)]!r}).")
-                checked.append((event_type, role, value, start))
-            events.append(sorted(set(checked)))
-        yield {"id": record.get("id", str(number)), "text": text, "events": events, "line": number}
+
+    def parse_event(event, text, where):
+        event_type = event["event_type"]
+        arguments = []
+        if "trigger" in event:
+            arguments.append((TRIGGER_ROLE, event["trigger"], event.get("trigger_start_index")))
+        for argument in event.get("arguments", []):
+            role = argument.get("role")
+            if role not in schema[event_type]:
+                raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
+            arguments.append((role, argument.get("argument"), argument.get("argument_start_index")))
+        for role, value, start in arguments:
+            if not isinstance(value, str) or not value:
+                raise DataFormatError(f"{where}: {event_type}/{role} has no argument text.")
+            if not isinstance(start, int) or start < 0 or start + len(value) > len(text):
+                raise DataFormatError(f"{where}: offset {start} of {event_type}/{role} {value!r} is outside the "
+                                      f"text (length {len(text)}).")
+            if text[start:start + len(value)] != value:
+                raise DataFormatError(f"{where}: {event_type}/{role} {value!r} is not at offset {start} (the "
+                                      f"text there is {text[start:start + len(value)]!r}).")
+            yield event_type, role, value, start
+
+    return _event_lines(path, schema, lambda record: record["text"], parse_event)
 
 
 def read_duie_schema(path) -> list[str]:
@@ -178,36 +186,25 @@ def read_duee_fin_schema(path) -> tuple[dict[str, list[str]], dict[tuple[str, st
 def read_duee_fin(path, schema: dict[str, list[str]], enum_roles: dict) -> Iterator[dict]:
     """DuEE-fin documents as `{id, text, events}` like `read_duee`: text = normalised title + newline + text,
     offsets = first occurrence (the format has none), enumerated arguments attached to the trigger span."""
-    for number, record in json_lines(path):
-        where = f"{path}:{number}"
-        if not isinstance(record.get("text"), str):
-            raise DataFormatError(f"{where}: missing text.")
-        text = normalize_whitespace(record.get("title", "") + "\n" + record["text"])
-        if "event_list" not in record:
-            yield {"id": record.get("id", str(number)), "text": text, "events": None, "line": number}
-            continue
-        events = []
-        for event in record["event_list"]:
-            event_type = event.get("event_type")
-            if event_type not in schema:
-                raise DataFormatError(f"{where}: event type {event_type!r} is not in the schema.")
-            trigger = normalize_whitespace(event.get("trigger", ""))
-            start = text.find(trigger) if trigger else -1
-            if start < 0:
-                raise DataFormatError(f"{where}: trigger {trigger!r} of {event_type} does not occur in the text.")
-            arguments = [(event_type, TRIGGER_ROLE, trigger, start)]
-            for argument in event.get("arguments", []):
-                role, value = argument.get("role"), normalize_whitespace(str(argument.get("argument", "")))
-                enum = next(((t, v) for (t, v), (_, r) in enum_roles.items()
-                             if t == event_type and r == role and v == value), None)
-                if enum is not None:
-                    arguments.append((event_type, value, trigger, start))
-                    continue
-                if role not in schema[event_type]:
-                    raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
-                position = text.find(value) if value else -1
-                if position < 0:
-                    raise DataFormatError(f"{where}: {event_type}/{role} {value!r} does not occur in the text.")
-                arguments.append((event_type, role, value, position))
-            events.append(sorted(set(arguments)))
-        yield {"id": record.get("id", str(number)), "text": text, "events": events, "line": number}
+
+    def parse_event(event, text, where):
+        event_type = event["event_type"]
+        trigger = normalize_whitespace(event.get("trigger", ""))
+        start = text.find(trigger) if trigger else -1
+        if start < 0:
+            raise DataFormatError(f"{where}: trigger {trigger!r} of {event_type} does not occur in the text.")
+        yield event_type, TRIGGER_ROLE, trigger, start
+        for argument in event.get("arguments", []):
+            role, value = argument.get("role"), normalize_whitespace(str(argument.get("argument", "")))
+            if (event_type, value) in enum_roles and enum_roles[(event_type, value)][1] == role:
+                yield event_type, value, trigger, start
+                continue
+            if role not in schema[event_type]:
+                raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
+            position = text.find(value) if value else -1
+            if position < 0:
+                raise DataFormatError(f"{where}: {event_type}/{role} {value!r} does not occur in the text.")
+            yield event_type, role, value, position
+
+    return _event_lines(path, schema, lambda record: normalize_whitespace(record.get("title", "") + "\n"
+                                                                          + record["text"]), parse_event)

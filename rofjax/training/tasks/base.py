@@ -18,6 +18,7 @@ have one shape (padding rows), so evaluation and prediction compile once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -31,13 +32,13 @@ from rofjax.models.config import ModelConfig
 from rofjax.models.flops import encoder_forward_flops
 
 
+@dataclasses.dataclass
 class Task:
-    """Base of every task. Subclasses are dataclasses with at least `model_config`, `tokenizer` and `max_length`,
-    and build `self.model` in `__post_init__`."""
+    """Base of every task. Subclasses are dataclasses that add their own fields (at least `max_length`) and build
+    `self.model` in `__post_init__`."""
 
     model_config: ModelConfig
     tokenizer: Tokenizer
-    max_length: int
 
     # True when `expand` turns one training record into several examples (windows over a long text); the loop
     # then expands the training split before shuffling, so an epoch counts examples.

@@ -12,16 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rofjax.data.tokenizer import Tokenizer
-from rofjax.models import ModelConfig, SequenceClassifier
+from rofjax.models import SequenceClassifier
 from rofjax.models.schedules import residual_alpha
 from rofjax.training.tasks.base import Task, padded_ids
 
 
 @dataclasses.dataclass
 class ClassificationTask(Task):
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     num_labels: int
     max_length: int = 128
     text_key: str = "text"

@@ -25,9 +25,8 @@ import numpy as np
 import optax
 
 from rofjax.data.readers import clue
-from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.metrics import cmrc2018_scores
-from rofjax.models import ModelConfig, MultipleChoice, SpanClassifier
+from rofjax.models import MultipleChoice, SpanClassifier
 from rofjax.training.tasks.base import Task, padded_ids
 from rofjax.training.tasks.classification import summarize_accuracy, weighted_loss_and_accuracy, weighted_sums
 
@@ -44,8 +43,6 @@ def _require_label(record: dict, task: str) -> int:
 class MultipleChoiceTask(Task):
     """c3: one score per choice from the [CLS] vector of `[CLS] passage [SEP] question [SEP] choice [SEP]`."""
 
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     num_choices: int = 4
     max_length: int = 512
     clue_task: str = "c3"
@@ -183,8 +180,6 @@ class ChidTask(MultipleChoiceTask):
 class ReadingComprehensionTask(Task):
     """cmrc2018 span extraction with a one-head GlobalPointer over `[CLS] question [SEP] window [SEP]`."""
 
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     max_length: int = 512
     doc_stride: int = 128
     max_question_length: int = 64

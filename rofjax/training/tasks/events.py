@@ -13,7 +13,6 @@ import dataclasses
 import jax
 import numpy as np
 
-from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.events import (
     TRIGGER_ROLE,
     DecodeReport,
@@ -23,7 +22,7 @@ from rofjax.decode.events import (
 )
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
-from rofjax.models import GPLinker, ModelConfig
+from rofjax.models import GPLinker
 from rofjax.models.flops import encoder_forward_flops, global_pointer_flops
 from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
@@ -31,8 +30,6 @@ from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 @dataclasses.dataclass
 class EventTask(Task):
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     labels: list[tuple[str, str]]
     max_length: int = 128
     head_size: int = 64

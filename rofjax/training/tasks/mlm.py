@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rofjax.data.tokenizer import Tokenizer
 from rofjax.losses import masked_lm_crossentropy
-from rofjax.models import Encoder, ModelConfig
+from rofjax.models import Encoder
 from rofjax.models.flops import encoder_forward_flops
 from rofjax.models.schedules import residual_alpha
 from rofjax.nn.embedding import gather_positions
@@ -39,8 +38,6 @@ def _jieba():
 
 @dataclasses.dataclass
 class MaskedLMTask(Task):
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     max_length: int = 128
     mask_rate: float = 0.15
     max_predictions: int | None = None

@@ -13,19 +13,16 @@ import dataclasses
 import jax
 import numpy as np
 
-from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.metrics import cluener_official_f1
 from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
-from rofjax.models import ModelConfig, SpanClassifier
+from rofjax.models import SpanClassifier
 from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
 class NERTask(Task):
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     types: list[str]
     max_length: int = 128
     head_size: int = 64

@@ -12,19 +12,16 @@ import dataclasses
 import jax
 import numpy as np
 
-from rofjax.data.tokenizer import Tokenizer
 from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
-from rofjax.models import GPLinker, ModelConfig
+from rofjax.models import GPLinker
 from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
 @dataclasses.dataclass
 class RelationTask(Task):
-    model_config: ModelConfig
-    tokenizer: Tokenizer
     predicates: list[str]
     max_length: int = 128
     head_size: int = 64
