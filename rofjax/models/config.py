@@ -19,6 +19,11 @@ import json
 import os
 from typing import Any, Literal
 
+from rofjax.nn.activations import ACTIVATIONS
+from rofjax.nn.attention import ATTENTION_IMPLEMENTATIONS, NORMALIZATIONS
+from rofjax.nn.embedding import LOOKUPS
+from rofjax.nn.rope import LAYOUTS, SCALINGS, RopeOptions
+
 FAMILIES: tuple[str, ...] = ("roformer", "roformer_v2", "gau_alpha")
 BLOCK_TYPES = ("attention", "gau")
 NORM_TYPES = ("layernorm", "rmsnorm")
@@ -57,7 +62,11 @@ class ModelConfig:
     attention_normalization: str = "softmax"
     softmax_plus_min_length: int | None = None
     attention_scale: bool = True
+    # RoPE of every attention, GAU and GlobalPointer layer; the defaults are what bert4keras and Hugging Face use.
     rope_base: float = 10000.0
+    rope_layout: str = "interleaved"        # interleaved (pairs 2i, 2i+1) | half (pairs i, i + d/2, GPT-NeoX)
+    rope_scaling: str = "none"              # none | linear (positions / factor) | ntk (base · factor^(d/(d−2)))
+    rope_scaling_factor: float = 1.0
     rotary_value: bool = False
     gau_chunk_size: int | None = None       # FLASH mixed-chunk attention for GAU blocks
 
@@ -98,15 +107,9 @@ class ModelConfig:
         check("mlm_head", MLM_HEADS)
         check("remat_policy", REMAT_POLICIES)
         check("dtype", DTYPES)
-        from rofjax.nn.attention import ATTENTION_IMPLEMENTATIONS
-        from rofjax.nn.embedding import LOOKUPS
-
+        check("param_dtype", DTYPES)
         check("attention_implementation", ATTENTION_IMPLEMENTATIONS)
         check("embedding_lookup", LOOKUPS)
-        check("param_dtype", DTYPES)
-        from rofjax.nn.activations import ACTIVATIONS
-        from rofjax.nn.attention import NORMALIZATIONS
-
         check("hidden_act", tuple(sorted(ACTIVATIONS)))
         check("attention_normalization", NORMALIZATIONS)
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
@@ -117,6 +120,12 @@ class ModelConfig:
                             f"set head_size")
         if self.residual_mode == "deepnorm" and self.norm_position != "post":
             problems.append("residual_mode='deepnorm' needs norm_position='post'")
+        check("rope_layout", LAYOUTS)
+        check("rope_scaling", SCALINGS)
+        if self.rope_scaling_factor <= 0:
+            problems.append(f"rope_scaling_factor={self.rope_scaling_factor} (must be > 0)")
+        if self.rope_base <= 1:
+            problems.append(f"rope_base={self.rope_base} (must be > 1)")
         if problems:
             raise ValueError("Invalid ModelConfig: " + "; ".join(problems) + ".")
 
@@ -134,6 +143,11 @@ class ModelConfig:
     @property
     def resolved_embedding_size(self) -> int:
         return self.embedding_size or self.hidden_size
+
+    @property
+    def rope(self) -> RopeOptions:
+        return RopeOptions(base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
+                           scaling_factor=self.rope_scaling_factor)
 
     def replace(self, **changes) -> ModelConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -159,12 +173,16 @@ class ModelConfig:
     def from_json(cls, path: str | os.PathLike) -> ModelConfig:
         return cls.from_dict(_read_json(path), source=str(path))
 
-    def _shared_file_keys(self) -> dict[str, Any]:
+    def _shared_file_keys(self, file: str) -> dict[str, Any]:
+        if self.rope != RopeOptions():
+            # Neither file has a key for them: the model read back would rotate with the defaults.
+            raise ValueError(f"{file} cannot hold RoPE options other than the defaults {RopeOptions()}; this config "
+                             f"has {self.rope}.")
         return {key: getattr(self, field) for key, field in _FILE_KEYS}
 
     def to_bert_config(self) -> dict[str, Any]:
         """bert4keras `bert_config.json` (the keys `build_transformer_model` reads)."""
-        out = self._shared_file_keys()
+        out = self._shared_file_keys("bert_config.json")
         if self.embedding_size is not None:
             out["embedding_size"] = self.embedding_size
         if self.head_size is not None:
@@ -197,7 +215,7 @@ class ModelConfig:
     def to_hf_config(self) -> dict[str, Any]:
         """Hugging Face `config.json`: transformers' RoFormer for v1, JunnYu's ports for RoFormerV2 and GAU-α."""
         out = {
-            **self._shared_file_keys(),
+            **self._shared_file_keys("Hugging Face config.json"),
             "embedding_size": self.resolved_embedding_size,
             "initializer_range": self.initializer_range,
             "layer_norm_eps": self.norm_epsilon,

@@ -109,7 +109,7 @@ class EncoderLayer(nn.Module):
         # Settings every attention, GAU and feed-forward layer of the block shares.
         common = dict(use_bias=cfg.use_bias, kernel_init=kernel_initializer(cfg), **dtypes(cfg))
         attention_common = dict(normalization=cfg.attention_normalization, attention_scale=cfg.attention_scale,
-                                dropout_rate=cfg.attention_dropout_rate, rope_base=cfg.rope_base,
+                                dropout_rate=cfg.attention_dropout_rate, rope=cfg.rope,
                                 softmax_plus_min_length=cfg.softmax_plus_min_length, **common)
         if cfg.block_type == "attention":
             attention = MultiHeadAttention(

@@ -8,7 +8,9 @@
 * `MultipleChoice`: `[batch, choices, length]` → one score per choice from the [CLS] vector.
 
 Head kernels use the encoder's initialiser (bert4keras passes `kernel_initializer=base.initializer`), except
-GlobalPointer heads, whose bert4keras default is LeCun normal (`head_initializer="lecun"`).
+GlobalPointer heads, whose bert4keras default is LeCun normal (`head_initializer="lecun"`). GlobalPointer heads
+rotate with the encoder's RoPE options (`config.rope`): bert4keras gives them the same sinusoid as its encoders
+(base 10000, interleaved pairs), so a model whose RoPE differs takes its heads along.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class SpanClassifier(nn.Module):
         if mask is None or jnp.ndim(mask) != 2:
             mask = jnp.asarray(input_ids) != self.config.pad_token_id
         return pointer(heads=self.heads, head_size=self.head_size, use_rope=self.use_rope, use_bias=self.use_bias,
-                       tril_mask=self.tril_mask, kernel_init=init, name="pointer",
+                       tril_mask=self.tril_mask, rope=self.config.rope, kernel_init=init, name="pointer",
                        **dtypes(self.config))(hidden, mask)
 
 
@@ -146,7 +148,7 @@ class GPLinker(nn.Module):
         hidden = Encoder(self.config, name="encoder")(input_ids, segment_ids, deterministic=deterministic,
                                                       **encoder_kwargs)
         mask = jnp.asarray(input_ids) != self.config.pad_token_id
-        common = dict(head_size=self.head_size, kernel_init=nn.initializers.lecun_normal(),
+        common = dict(head_size=self.head_size, rope=self.config.rope, kernel_init=nn.initializers.lecun_normal(),
                       **dtypes(self.config))
         spans = EfficientGlobalPointer(heads=self.spans, use_rope=True, tril_mask=True, name="spans",
                                        **common)(hidden, mask)

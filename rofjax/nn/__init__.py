@@ -7,7 +7,7 @@ from rofjax.nn.feedforward import FeedForward
 from rofjax.nn.gau import GatedAttentionUnit
 from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
 from rofjax.nn.norms import LayerNorm, RMSNorm, ScaleOffset
-from rofjax.nn.rope import apply_rotary, rotary_angles, sinusoidal_embeddings
+from rofjax.nn.rope import RopeOptions, apply_rotary, rotary_angles, sinusoidal_embeddings
 
 __all__ = [
     "NORMALIZATIONS",
@@ -18,6 +18,7 @@ __all__ = [
     "LayerNorm",
     "MultiHeadAttention",
     "RMSNorm",
+    "RopeOptions",
     "ScaleOffset",
     "apply_rotary",
     "attention_normalize",

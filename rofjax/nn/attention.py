@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
-from rofjax.nn.rope import apply_rotary
+from rofjax.nn.rope import RopeOptions
 
 Dtype = Any
 Initializer = Any
@@ -295,10 +295,7 @@ class MultiHeadAttention(nn.Module):
     attention_scale: bool = True
     dropout_rate: float = 0.0
     use_rope: bool = True
-    rope_base: float = 10000.0
-    rope_layout: str = "interleaved"
-    rope_scaling: str = "none"
-    rope_scaling_factor: float = 1.0
+    rope: RopeOptions = RopeOptions()
     rotary_value: bool = False
     softmax_plus_min_length: int | None = None
     use_fused_softmax: bool = True
@@ -310,10 +307,6 @@ class MultiHeadAttention(nn.Module):
     bias_init: Initializer = nn.initializers.zeros
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
-
-    def _rotate(self, t, positions):
-        return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
-                            scaling_factor=self.rope_scaling_factor)
 
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, doc_ids=None, deterministic: bool = True):
@@ -343,9 +336,9 @@ class MultiHeadAttention(nn.Module):
         q, k = projection(key_size, "q_dense"), projection(key_size, "k_dense")
         v = projection(self.head_size, "v_dense")
         if self.use_rope:
-            q, k = self._rotate(q, positions), self._rotate(k, positions)
+            q, k = self.rope.rotate(q, positions), self.rope.rotate(k, positions)
             if self.rotary_value:
-                v = self._rotate(v, positions)
+                v = self.rope.rotate(v, positions)
         q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "heads", "kv")) for t in (q, k, v))
         scale = 1.0 / math.sqrt(key_size) if self.attention_scale else 1.0
 

@@ -28,7 +28,7 @@ from rofjax.nn.attention import NORMALIZATIONS, attention_normalize
 from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.norms import ScaleOffset
-from rofjax.nn.rope import apply_rotary
+from rofjax.nn.rope import RopeOptions
 
 Dtype = Any
 Initializer = Any
@@ -64,10 +64,7 @@ class GatedAttentionUnit(nn.Module):
     attention_scale: bool = True
     dropout_rate: float = 0.0
     use_rope: bool = True
-    rope_base: float = 10000.0
-    rope_layout: str = "interleaved"
-    rope_scaling: str = "none"
-    rope_scaling_factor: float = 1.0
+    rope: RopeOptions = RopeOptions()
     softmax_plus_min_length: int | None = None
     chunk_size: int | None = None
     causal: bool = False
@@ -80,10 +77,7 @@ class GatedAttentionUnit(nn.Module):
         """One per-dimension map of the shared `z` (𝒬, 𝒦 and FLASH's linear-attention pair), rotated."""
         t = ScaleOffset(use_offset=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype, axis_name="kv",
                         name=name)(z)
-        if not self.use_rope:
-            return t
-        return apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout, scaling=self.rope_scaling,
-                            scaling_factor=self.rope_scaling_factor)
+        return self.rope.rotate(t, positions) if self.use_rope else t
 
     def _weights(self, logits, mask, deterministic: bool):
         weights = attention_normalize(logits, mask, self.normalization,

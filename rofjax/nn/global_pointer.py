@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rofjax.nn.dense import dense
-from rofjax.nn.rope import apply_rotary
+from rofjax.nn.rope import RopeOptions
 
 Dtype = Any
 Initializer = Any
@@ -49,8 +49,7 @@ class _SpanPointer(nn.Module):
     use_bias: bool = True
     tril_mask: bool = True
     mask_value: float = -jnp.inf
-    rope_base: float = 10000.0
-    rope_layout: str = "interleaved"
+    rope: RopeOptions = RopeOptions()
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
     dtype: Dtype | None = None
@@ -66,8 +65,7 @@ class _SpanPointer(nn.Module):
                              f"head_size={self.head_size}.")
         layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
                                   bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
-        rotate = ((lambda t: apply_rotary(t, positions, base=self.rope_base, layout=self.rope_layout))
-                  if self.use_rope else (lambda t: t))
+        rotate = (lambda t: self.rope.rotate(t, positions)) if self.use_rope else (lambda t: t)
         logits = self._scores(x, layer, rotate)
         batch, _, length, _ = logits.shape
         allowed = span_mask(mask, length, batch, self.tril_mask, type(self).__name__)

@@ -6,13 +6,15 @@
 The default layout rotates adjacent pairs `(x[2i], x[2i+1])` as bert4keras and Hugging Face RoFormer do; the
 "half" layout rotates `(x[i], x[i + d/2])` as GPT-NeoX/LLaMA do. Both give the same q·k after the same
 permutation of q and k. Angles are computed on the fly from integer positions in float32, so there is no length
-cap and packed or offset sequences just pass their own `positions`.
+cap and packed or offset sequences just pass their own `positions`. A layer's base, layout and scaling travel
+together as one `RopeOptions`.
 
 This module is the only place in rofjax that computes a sine table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Literal
@@ -31,6 +33,15 @@ def _check_head_dim(head_dim: int, what: str) -> None:
         raise ValueError(f"RoPE needs an even, positive head_dim; got head_dim={head_dim} ({what}).")
 
 
+def _check_scaling(base: float, scaling: str, scaling_factor: float) -> None:
+    if scaling not in SCALINGS:
+        raise ValueError(f"Unknown RoPE scaling={scaling!r}; expected one of {SCALINGS}.")
+    if scaling_factor <= 0:
+        raise ValueError(f"RoPE scaling_factor must be > 0; got {scaling_factor}.")
+    if base <= 1:
+        raise ValueError(f"RoPE base must be > 1; got {base}.")
+
+
 def rotary_frequencies(head_dim: int, *, base: float = 10000.0, scaling: Scaling = "none",
                        scaling_factor: float = 1.0) -> jnp.ndarray:
     """`θ_i = base'^(−2i/d)`, i = 0 … d/2−1, float32.
@@ -39,12 +50,7 @@ def rotary_frequencies(head_dim: int, *, base: float = 10000.0, scaling: Scaling
     low frequencies by `factor` while leaving the highest one unchanged.
     """
     _check_head_dim(head_dim, "rotary_frequencies")
-    if scaling not in SCALINGS:
-        raise ValueError(f"Unknown RoPE scaling={scaling!r}; expected one of {SCALINGS}.")
-    if scaling_factor <= 0:
-        raise ValueError(f"RoPE scaling_factor must be > 0; got {scaling_factor}.")
-    if base <= 1:
-        raise ValueError(f"RoPE base must be > 1; got {base}.")
+    _check_scaling(base, scaling, scaling_factor)
     if scaling == "ntk" and head_dim > 2:
         base = base * scaling_factor ** (head_dim / (head_dim - 2))
     exponents = jnp.arange(0, head_dim // 2, dtype=jnp.float32) * (-2.0 / head_dim)
@@ -81,44 +87,66 @@ def _broadcast_positions(positions, x_shape: Sequence[int]):
     return positions
 
 
+@dataclasses.dataclass(frozen=True)
+class RopeOptions:
+    """How a layer rotates q and k by position: `base` of θ, pair `layout` and long-context `scaling`.
+
+    The defaults are RoFormer's (bert4keras, Hugging Face): base 10000, interleaved pairs, no scaling. Frozen and
+    hashable, so one value configures every attention, GAU and GlobalPointer layer of a model.
+    """
+
+    base: float = 10000.0
+    layout: Layout = "interleaved"
+    scaling: Scaling = "none"
+    scaling_factor: float = 1.0
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"Unknown RoPE layout={self.layout!r}; expected one of {LAYOUTS}.")
+        _check_scaling(self.base, self.scaling, self.scaling_factor)
+
+    def rotate(self, x, positions=None):
+        """Rotate `x` `[batch, length, heads, head_dim]` (or `[batch, length, head_dim]`) by its positions.
+
+        `positions` is `[length]` or `[batch, length]` integers (default `0 … length−1`). The rotation is done in
+        float32 and cast back to `x.dtype`.
+        """
+        x = jnp.asarray(x)
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"RoPE expects x of shape [batch, length, heads, head_dim] or [batch, length, head_dim]; "
+                f"got x of shape {tuple(x.shape)}."
+            )
+        head_dim = x.shape[-1]
+        _check_head_dim(head_dim, f"x of shape {tuple(x.shape)}")
+        positions = _broadcast_positions(positions, x.shape)
+        angles = rotary_angles(positions, head_dim, base=self.base, scaling=self.scaling,
+                               scaling_factor=self.scaling_factor)
+        if x.ndim == 4:
+            angles = angles[:, :, None, :]
+        cos, sin = jnp.cos(angles), jnp.sin(angles)
+        xf = x.astype(jnp.float32)
+        if self.layout == "interleaved":
+            pairs = xf.reshape(x.shape[:-1] + (head_dim // 2, 2))
+            even, odd = pairs[..., 0], pairs[..., 1]
+            rotated = jnp.stack([even * cos - odd * sin, odd * cos + even * sin], axis=-1).reshape(x.shape)
+        else:
+            first, second = xf[..., : head_dim // 2], xf[..., head_dim // 2:]
+            rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+        return rotated.astype(x.dtype)
+
+
 def apply_rotary(x, positions=None, *, base: float = 10000.0, layout: Layout = "interleaved",
                  scaling: Scaling = "none", scaling_factor: float = 1.0):
-    """Rotate `x` `[batch, length, heads, head_dim]` (or `[batch, length, head_dim]`) by its positions.
-
-    `positions` is `[length]` or `[batch, length]` integers (default `0 … length−1`). The rotation is done in
-    float32 and cast back to `x.dtype`.
-    """
-    x = jnp.asarray(x)
-    if x.ndim not in (3, 4):
-        raise ValueError(
-            f"apply_rotary expects x of shape [batch, length, heads, head_dim] or [batch, length, head_dim]; "
-            f"got x of shape {tuple(x.shape)}."
-        )
-    if layout not in LAYOUTS:
-        raise ValueError(f"Unknown RoPE layout={layout!r}; expected one of {LAYOUTS}.")
-    head_dim = x.shape[-1]
-    _check_head_dim(head_dim, f"x of shape {tuple(x.shape)}")
-    positions = _broadcast_positions(positions, x.shape)
-    angles = rotary_angles(positions, head_dim, base=base, scaling=scaling, scaling_factor=scaling_factor)
-    if x.ndim == 4:
-        angles = angles[:, :, None, :]
-    cos, sin = jnp.cos(angles), jnp.sin(angles)
-    xf = x.astype(jnp.float32)
-    if layout == "interleaved":
-        pairs = xf.reshape(x.shape[:-1] + (head_dim // 2, 2))
-        even, odd = pairs[..., 0], pairs[..., 1]
-        rotated = jnp.stack([even * cos - odd * sin, odd * cos + even * sin], axis=-1).reshape(x.shape)
-    else:
-        first, second = xf[..., : head_dim // 2], xf[..., head_dim // 2:]
-        rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
-    return rotated.astype(x.dtype)
+    """Rotate `x` by `positions` with the given options: `RopeOptions(...).rotate(x, positions)`."""
+    return RopeOptions(base=base, layout=layout, scaling=scaling, scaling_factor=scaling_factor).rotate(x, positions)
 
 
 def interleaved_to_half(x):
     """Permute the last axis from the interleaved-pair layout to the half-split layout.
 
-    `apply_rotary(x, layout="interleaved")` permuted this way equals `apply_rotary(permuted x, layout="half")`:
-    the converters use it to move weights between the two conventions.
+    `apply_rotary(x, layout="interleaved")` permuted this way equals `apply_rotary(permuted x, layout="half")`,
+    so permuting the q and k columns of a weight moves it from one convention to the other.
     """
     return jnp.concatenate([x[..., ::2], x[..., 1::2]], axis=-1)
 

@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 
 from rofjax.models import PRESETS, Encoder, ModelConfig, get_preset
+from rofjax.nn.rope import RopeOptions
 
 PUBLISHED_PARAMETER_COUNTS = {            # seeds-spec §3.3 and §4.2 (encoder without the tied MLM output)
     "roformer_v2_chinese_char_small": 15_225_600,
@@ -71,3 +72,37 @@ def test_invalid_configs_name_the_field(tmp_path):
         ModelConfig.from_bert_config({"vocab_size": 3}, "roformer")
     with pytest.raises(KeyError, match=r"missing key\(s\) \['hidden_size'"):
         ModelConfig.from_hf_config({"vocab_size": 3, "model_type": "roformer"})
+
+
+def test_model_config_files_without_rope_options_load_with_todays_rope(tmp_path):
+    config = get_preset("roformer_v2_tiny")
+    older = {k: v for k, v in config.to_dict().items() if k not in ("rope_layout", "rope_scaling",
+                                                                    "rope_scaling_factor")}
+    path = tmp_path / "model_config.json"
+    path.write_text(json.dumps(older))
+    loaded = ModelConfig.from_json(path)
+    assert loaded == config
+    assert (loaded.rope_layout, loaded.rope_scaling, loaded.rope_scaling_factor) == ("interleaved", "none", 1.0)
+
+
+def test_rope_options_round_trip_and_are_checked(tmp_path):
+    config = get_preset("gau_alpha_tiny", rope_base=20000.0, rope_layout="half", rope_scaling="ntk",
+                        rope_scaling_factor=4.0)
+    path = tmp_path / "model_config.json"
+    config.to_json(path)
+    assert ModelConfig.from_json(path) == config
+    assert config.rope == RopeOptions(base=20000.0, layout="half", scaling="ntk", scaling_factor=4.0)
+    with pytest.raises(ValueError, match=r"rope_layout='rotate' \(expected one of.*rope_scaling_factor=0 \(must"):
+        get_preset("roformer_tiny", rope_layout="rotate", rope_scaling_factor=0)
+    with pytest.raises(ValueError, match="rope_scaling='yarn'"):
+        get_preset("roformer_tiny", rope_scaling="yarn")
+
+
+@pytest.mark.parametrize("rope", [dict(rope_layout="half"), dict(rope_scaling="linear", rope_scaling_factor=2.0),
+                                  dict(rope_base=500.0)])
+def test_published_config_files_refuse_rope_options_they_cannot_hold(rope):
+    config = get_preset("roformer_tiny", **rope)
+    with pytest.raises(ValueError, match="bert_config.json cannot hold RoPE options"):
+        config.to_bert_config()
+    with pytest.raises(ValueError, match="Hugging Face config.json cannot hold RoPE options"):
+        config.to_hf_config()

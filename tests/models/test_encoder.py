@@ -1,3 +1,5 @@
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,6 +8,8 @@ from flax import linen as nn
 
 from rofjax.models import Encoder, get_preset
 from rofjax.models.initializers import depth_scaled_truncated_normal
+from tests import numpy_reference as ref
+from tests.nn.test_rope import rope_reference
 
 IDS = np.array([[2, 9, 17, 33, 4, 0, 0, 0], [2, 5, 48, 3, 11, 41, 6, 7]])
 
@@ -113,3 +117,58 @@ def test_bad_inputs_name_the_shapes():
         Encoder(config).apply(variables, IDS[0])
     with pytest.raises(ValueError, match=r"segment_ids \(2, 7\) must match input_ids \(2, 8\)"):
         Encoder(config).apply(variables, IDS, IDS[:, :7])
+
+
+def _reference_encoder(config, params, ids, positions):
+    """RoFormerV2 / GAU-α inference in float64 from our parameter tree: no biases, gain-free RMSNorm after each
+    residual; RoPE with the config's base, layout and scaling."""
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+
+    def rope(t):
+        return rope_reference(t, positions, base=config.rope_base, layout=config.rope_layout,
+                              scaling=config.rope_scaling, factor=config.rope_scaling_factor)
+
+    def split(t):
+        return t.reshape(t.shape[:2] + (config.num_heads, -1))
+
+    valid = ids != config.pad_token_id
+    x = ref.rms_norm(p["embeddings"]["word_embeddings"]["embedding"][ids]
+                     + p["embeddings"]["token_type_embeddings"]["embedding"][0])
+    for i in range(config.num_layers):
+        layer = p["transformer"][f"layer_{i}"]
+        if config.block_type == "gau":
+            g, e, s = layer["gau"], config.intermediate_size, config.resolved_key_size
+            h = ref.swish(x @ g["i_dense"]["kernel"])
+            u, v, z = h[..., :e], h[..., e:2 * e], h[..., 2 * e:]
+            q, k = rope(z * g["q_scaleoffset"]["gamma"]), rope(z * g["k_scaleoffset"]["gamma"])
+            a = ref.normalize(np.einsum("bmd,bnd->bmn", q, k) / math.sqrt(s), valid[:, None, :], "softmax_plus")
+            x = ref.rms_norm(x + (u * np.einsum("bmn,bne->bme", a, v)) @ g["o_dense"]["kernel"])
+            continue
+        att = layer["attention"]
+        q, k, v = (split(x @ att[name]["kernel"]) for name in ("q_dense", "k_dense", "v_dense"))
+        q, k = rope(q), rope(k)
+        a = ref.normalize(np.einsum("bmhd,bnhd->bhmn", q, k) / math.sqrt(q.shape[-1]), valid[:, None, None, :],
+                          "softmax")
+        o = np.einsum("bhmn,bnhd->bmhd", a, v).reshape(x.shape)
+        x = ref.rms_norm(x + o @ att["o_dense"]["kernel"])
+        f = ref.ACTIVATIONS[config.hidden_act](x @ layer["feedforward"]["i_dense"]["kernel"])
+        x = ref.rms_norm(x + f @ layer["feedforward"]["o_dense"]["kernel"])
+    return x
+
+
+@pytest.mark.parametrize("preset, rope", [
+    ("roformer_v2_tiny", dict()),
+    ("roformer_v2_tiny", dict(rope_layout="half")),
+    ("roformer_v2_tiny", dict(rope_scaling="linear", rope_scaling_factor=4.0)),
+    ("gau_alpha_tiny", dict(rope_layout="half", rope_scaling="ntk", rope_scaling_factor=8.0, rope_base=500.0)),
+])
+def test_rope_options_of_the_config_reach_every_layer(preset, rope, rng):
+    default = get_preset(preset)
+    config = default.replace(**rope)
+    params = ref.randomize(_init(default)["params"], rng, scale=0.4)
+    positions = np.arange(IDS.shape[1])[None] + 37
+    out = np.asarray(Encoder(config).apply({"params": params}, IDS, positions=positions))
+    np.testing.assert_allclose(out, _reference_encoder(config, params, IDS, positions), atol=1e-4)
+    if rope:
+        with_default_rope = np.asarray(Encoder(default).apply({"params": params}, IDS, positions=positions))
+        assert np.abs(out - with_default_rope).max() > 0.1

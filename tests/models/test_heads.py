@@ -5,6 +5,7 @@ from flax import linen as nn
 
 from rofjax.models import (
     Encoder,
+    GPLinker,
     MaskedLM,
     MultipleChoice,
     SequenceClassifier,
@@ -13,6 +14,7 @@ from rofjax.models import (
     get_preset,
 )
 from rofjax.nn.global_pointer import EfficientGlobalPointer, GlobalPointer
+from rofjax.nn.rope import RopeOptions
 
 IDS = np.array([[2, 9, 17, 33, 4, 0], [2, 5, 48, 3, 11, 41]])
 CONFIG = get_preset("roformer_v2_tiny")
@@ -84,3 +86,36 @@ def test_mean_pooling_averages_real_tokens_only():
     np.testing.assert_allclose(np.asarray(model.apply({"params": params}, IDS)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="pooling='max'"):
         SequenceClassifier(CONFIG, num_labels=2, pooling="max").init(jax.random.key(0), IDS)
+
+
+ROPE_CONFIG = CONFIG.replace(rope_layout="half", rope_scaling="linear", rope_scaling_factor=2.0)
+
+
+def _pointer_logits(pointer, params, hidden, rope):
+    return np.asarray(pointer.clone(rope=rope).apply({"params": params}, hidden, IDS != 0))
+
+
+@pytest.mark.parametrize("efficient", [False, True])
+def test_span_pointers_rotate_with_the_models_rope_options(efficient):
+    model = SpanClassifier(ROPE_CONFIG, heads=3, head_size=8, efficient=efficient)
+    params = nn.unbox(model.init(jax.random.key(0), IDS))["params"]
+    logits = np.asarray(model.apply({"params": params}, IDS))
+    hidden = Encoder(ROPE_CONFIG).apply({"params": params["encoder"]}, IDS)
+    pointer = (EfficientGlobalPointer if efficient else GlobalPointer)(heads=3, head_size=8)
+    finite = np.isfinite(logits)
+    expected = _pointer_logits(pointer, params["pointer"], hidden, ROPE_CONFIG.rope)
+    np.testing.assert_allclose(logits[finite], expected[finite], atol=1e-5)
+    default = _pointer_logits(pointer, params["pointer"], hidden, RopeOptions())
+    assert np.abs(logits[finite] - default[finite]).max() > 1e-2
+
+
+def test_gplinker_argument_pointer_rotates_with_the_models_rope_options():
+    model = GPLinker(ROPE_CONFIG, spans=2, head_size=8)
+    params = nn.unbox(model.init(jax.random.key(0), IDS))["params"]
+    spans = np.asarray(model.apply({"params": params}, IDS)[0])
+    hidden = Encoder(ROPE_CONFIG).apply({"params": params["encoder"]}, IDS)
+    expected = _pointer_logits(EfficientGlobalPointer(heads=2, head_size=8), params["spans"], hidden,
+                               ROPE_CONFIG.rope)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isfinite(spans), finite)
+    np.testing.assert_allclose(spans[finite], expected[finite], atol=1e-5)

@@ -118,3 +118,37 @@ def test_bad_arguments_name_the_problem():
         apply_rotary(jnp.zeros((3, 8)))
     with pytest.raises(ValueError, match="scaling='yarn'"):
         apply_rotary(jnp.zeros((1, 3, 1, 8)), scaling="yarn")
+
+
+def rope_reference(x, positions, *, base=10000.0, layout="interleaved", scaling="none", factor=1.0):
+    """Float64 RoPE with long-context scaling: linear divides positions by the factor, NTK raises the base to
+    `base · factor^(d/(d−2))`."""
+    d = np.shape(x)[-1]
+    positions = np.asarray(positions, np.float64) / (factor if scaling == "linear" else 1.0)
+    base = base * factor ** (d / (d - 2)) if scaling == "ntk" else base
+    return (ref.rope_half if layout == "half" else ref.rope_interleaved)(x, positions, base=base)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(layout="half"), dict(scaling="linear", scaling_factor=3.0),
+                                     dict(base=500.0, layout="half", scaling="ntk", scaling_factor=4.0)])
+def test_rope_options_rotate_like_the_float64_formula(rng, options):
+    x = rng.normal(size=(2, 6, 3, 12)).astype(np.float32)
+    positions = rng.integers(0, 300, size=(2, 6))
+    got = np.asarray(rope.RopeOptions(**options).rotate(x, positions))
+    expected = rope_reference(x, positions, base=options.get("base", 10000.0), layout=options.get("layout"),
+                              scaling=options.get("scaling", "none"), factor=options.get("scaling_factor", 1.0))
+    np.testing.assert_allclose(got, expected, atol=2e-4, rtol=1e-4)
+    np.testing.assert_array_equal(got, np.asarray(apply_rotary(x, positions, **options)))
+
+
+def test_rope_options_are_checked_when_made_and_are_hashable():
+    assert rope.RopeOptions() == rope.RopeOptions(10000.0, "interleaved", "none", 1.0)
+    assert len({rope.RopeOptions(), rope.RopeOptions(), rope.RopeOptions(layout="half")}) == 2
+    with pytest.raises(ValueError, match="layout='rotate'"):
+        rope.RopeOptions(layout="rotate")
+    with pytest.raises(ValueError, match="scaling='yarn'"):
+        rope.RopeOptions(scaling="yarn")
+    with pytest.raises(ValueError, match="scaling_factor must be > 0; got 0"):
+        rope.RopeOptions(scaling="linear", scaling_factor=0)
+    with pytest.raises(ValueError, match="base must be > 1; got 1.0"):
+        rope.RopeOptions(base=1.0)
