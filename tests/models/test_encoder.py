@@ -1,5 +1,6 @@
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -117,6 +118,23 @@ def test_bad_inputs_name_the_shapes():
         Encoder(config).apply(variables, IDS[0])
     with pytest.raises(ValueError, match=r"segment_ids \(2, 7\) must match input_ids \(2, 8\)"):
         Encoder(config).apply(variables, IDS, IDS[:, :7])
+
+
+@pytest.mark.parametrize("preset", ["roformer_tiny", "roformer_v2_tiny", "gau_alpha_tiny"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_output_shapes_and_dtypes(preset, dtype):
+    config = get_preset(preset, dtype=dtype, embedding_size=32)
+    model = Encoder(config)
+
+    def every_output(module, ids):
+        hidden = module(ids)
+        return hidden, module.mlm_logits(hidden), module.pool(hidden)
+
+    (hidden, logits, pooled), _ = jax.eval_shape(
+        lambda: model.init_with_output(jax.random.key(0), IDS, method=every_output))
+    batch, length = IDS.shape
+    chex.assert_shape([hidden, logits, pooled], [(batch, length, 64), (batch, length, 1000), (batch, 64)])
+    chex.assert_type([hidden, logits, pooled], [jnp.dtype(dtype), jnp.float32, jnp.dtype(dtype)])
 
 
 def _reference_encoder(config, params, ids, positions):

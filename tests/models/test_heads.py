@@ -1,4 +1,6 @@
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
@@ -86,6 +88,27 @@ def test_mean_pooling_averages_real_tokens_only():
     np.testing.assert_allclose(np.asarray(model.apply({"params": params}, IDS)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="pooling='max'"):
         SequenceClassifier(CONFIG, num_labels=2, pooling="max").init(jax.random.key(0), IDS)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_head_output_shapes_and_dtypes(dtype):
+    config = get_preset("roformer_v2_tiny", dtype=dtype)
+    choices = np.stack([IDS, IDS], axis=1)
+    cases = [(SequenceClassifier(config, num_labels=3), IDS, (2, 3)),
+             (SequenceClassifier(config, num_labels=3, pooling="pooler"), IDS, (2, 3)),
+             (TokenClassifier(config, num_labels=5), IDS, (2, 6, 5)),
+             (SpanClassifier(config, heads=4, head_size=8, efficient=False), IDS, (2, 4, 6, 6)),
+             (SpanClassifier(config, heads=4, head_size=8), IDS, (2, 4, 6, 6)),
+             (MultipleChoice(config), choices, (2, 2)),
+             (MaskedLM(config), IDS, (2, 6, 1000))]
+    for model, ids, shape in cases:
+        out, _ = jax.eval_shape(lambda m=model, i=ids: m.init_with_output(jax.random.key(0), i))
+        chex.assert_shape(out, shape)
+        chex.assert_type(out, jnp.float32)
+    linker = GPLinker(config, spans=3, links=2, head_size=8)
+    outs, _ = jax.eval_shape(lambda: linker.init_with_output(jax.random.key(0), IDS))
+    chex.assert_shape(outs, [(2, 3, 6, 6), (2, 2, 6, 6), (2, 2, 6, 6)])
+    chex.assert_type(outs, jnp.float32)
 
 
 ROPE_CONFIG = CONFIG.replace(rope_layout="half", rope_scaling="linear", rope_scaling_factor=2.0)
