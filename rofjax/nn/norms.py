@@ -22,8 +22,26 @@ Dtype = Any
 DEFAULT_EPSILON = 1e-12
 
 
-def _feature_param(module: nn.Module, name: str, init, size: int, axis_name: str):
-    return module.param(name, nn.with_logical_partitioning(init, (axis_name,)), (size,), module.param_dtype)
+def _normalized(x, epsilon: float, zero_mean: bool):
+    """`x / sqrt(mean(x²) + eps)` in float32, after subtracting the mean when `zero_mean` (bert4keras
+    `LayerNormalization(zero_mean=...)`)."""
+    xf = jnp.asarray(x, jnp.float32)
+    if zero_mean:
+        xf = xf - jnp.mean(xf, axis=-1, keepdims=True)
+    return xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + epsilon)
+
+
+def _scale_and_offset(module: nn.Module, y, *, use_scale: bool, use_offset: bool, dtype):
+    """`y · gamma + beta` (either optional) with per-feature parameters read in `dtype`."""
+    def feature_param(name: str, init):
+        return jnp.asarray(module.param(name, nn.with_logical_partitioning(init, (module.axis_name,)),
+                                        (y.shape[-1],), module.param_dtype), dtype)
+
+    if use_scale:
+        y = y * feature_param("gamma", nn.initializers.ones)
+    if use_offset:
+        y = y + feature_param("beta", nn.initializers.zeros)
+    return y
 
 
 class LayerNorm(nn.Module):
@@ -38,19 +56,9 @@ class LayerNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        dtype = self.dtype or x.dtype
-        xf = jnp.asarray(x, jnp.float32)
-        mean = jnp.mean(xf, axis=-1, keepdims=True)
-        centred = xf - mean
-        variance = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
-        y = centred * jax.lax.rsqrt(variance + self.epsilon)
-        if self.use_scale:
-            y = y * jnp.asarray(_feature_param(self, "gamma", nn.initializers.ones, x.shape[-1], self.axis_name),
-                                jnp.float32)
-        if self.use_offset:
-            y = y + jnp.asarray(_feature_param(self, "beta", nn.initializers.zeros, x.shape[-1], self.axis_name),
-                                jnp.float32)
-        return y.astype(dtype)
+        y = _normalized(x, self.epsilon, zero_mean=True)
+        y = _scale_and_offset(self, y, use_scale=self.use_scale, use_offset=self.use_offset, dtype=jnp.float32)
+        return y.astype(self.dtype or x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -64,13 +72,9 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        dtype = self.dtype or x.dtype
-        xf = jnp.asarray(x, jnp.float32)
-        y = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + self.epsilon)
-        if self.use_scale:
-            y = y * jnp.asarray(_feature_param(self, "gamma", nn.initializers.ones, x.shape[-1], self.axis_name),
-                                jnp.float32)
-        return y.astype(dtype)
+        y = _normalized(x, self.epsilon, zero_mean=False)
+        y = _scale_and_offset(self, y, use_scale=self.use_scale, use_offset=False, dtype=jnp.float32)
+        return y.astype(self.dtype or x.dtype)
 
 
 class ScaleOffset(nn.Module):
@@ -85,12 +89,6 @@ class ScaleOffset(nn.Module):
     @nn.compact
     def __call__(self, x):
         dtype = self.dtype or x.dtype
-        y = jnp.asarray(x, dtype)
-        if self.use_scale:
-            y = y * jnp.asarray(_feature_param(self, "gamma", nn.initializers.ones, x.shape[-1], self.axis_name),
-                                dtype)
-        if self.use_offset:
-            y = y + jnp.asarray(_feature_param(self, "beta", nn.initializers.zeros, x.shape[-1], self.axis_name),
-                                dtype)
-        return y
+        return _scale_and_offset(self, jnp.asarray(x, dtype), use_scale=self.use_scale, use_offset=self.use_offset,
+                                 dtype=dtype)
 
