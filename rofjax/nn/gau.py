@@ -45,7 +45,7 @@ def _masks(mask, batch: int, length: int, chunked: bool):
     if chunked and mask.ndim == 4:
         raise ValueError("GatedAttentionUnit: FLASH mixed-chunk attention (chunk_size / gau_chunk_size) takes a key "
                          f"mask [batch, length] only; got a full mask {tuple(mask.shape)}, as packed documents make. "
-                         "Train chunked GAU on unpacked rows (config.pack=False) or without chunking.")
+                         "Train chunked GAU on unpacked rows (config.data.pack=False) or without chunking.")
     if mask.ndim != 2 or mask.shape[1] != length or mask.shape[0] not in (1, batch):
         allowed = "[batch, length]" + ("" if chunked else " or [batch, 1, length, length]")
         raise ValueError(f"GatedAttentionUnit: mask must be {allowed} with batch={batch}, length={length}; got "
