@@ -45,6 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
         "dtype": placeholder(str), "scan_layers": placeholder(bool), "remat_policy": placeholder(str),
         "norm_position": placeholder(str), "residual_mode": placeholder(str),
         "attention_normalization": placeholder(str), "initializer": placeholder(str),
+        # RoPE of attention, GAU and the GlobalPointer heads: base, layout (interleaved | half), scaling
+        # (none | linear | ntk) and its factor for positions past the trained length.
+        "rope_base": placeholder(float), "rope_layout": placeholder(str), "rope_scaling": placeholder(str),
+        "rope_scaling_factor": placeholder(float),
         # Accelerator paths (rofjax.models.config): flash kernels, kernel dropout, embedding-gradient method;
         # FLASH chunk size of GAU layers for long sequences.
         "attention_implementation": placeholder(str), "fused_attention_dropout": placeholder(bool),
