@@ -5,7 +5,7 @@
     builder.as_data_source(split="validation")
 
 Splits: train, validation and, when the folder has it, test (labels -1). The records are those of
-`rofjax.data.clue`; its readers' checks run while building, so a malformed line fails the build naming its
+`rofjax.data.readers.clue`; its readers' checks run while building, so a malformed line fails the build naming its
 file and line and leaves no dataset behind. `prepare_clue` keys the output folder on the input files' names,
 sizes and modification times, so an edited file is rebuilt and two folders of one task never mix.
 """
