@@ -107,7 +107,7 @@ def make_batch(batch, length, vocab, seed=0):
 
 def model_flops(shape, batch, length, predictions, transform_head=True):
     from rofjax.models import family_config
-    from rofjax.training.tasks.classification import encoder_forward_flops
+    from rofjax.models.flops import encoder_forward_flops
 
     cfg = family_config("roformer", **shape)
     E, V = cfg.hidden_size, cfg.vocab_size
