@@ -1,5 +1,6 @@
 """Shared entry point of the training programs: parse `--config` (with `--config.key=value` overrides) and
-`--workdir`, then run the loop."""
+`--workdir`, then run the loop. Errors a user can fix (a bad key or value, a missing or malformed file, a run
+folder in use, an exploding loss) end the program with one line naming what is wrong, not a traceback."""
 
 import logging
 import sys
@@ -13,23 +14,29 @@ flags.DEFINE_string("workdir", None, "Checkpoints, metrics and TensorBoard logs 
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(expected_task: str):
+def main(program: str):
+    """`program`: "pretrain" (masked-LM configs) or "finetune" (every other task)."""
+
     def _run(argv):
         del argv
         for name in ("absl", "jax", "orbax", "tensorflow_datasets"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        from rofjax.checkpoint.run import RunLockedError
         from rofjax.training.loop import NonFiniteLossError, run
 
-        config = FLAGS.config
-        expected = (expected_task,) if isinstance(expected_task, str) else tuple(expected_task)
-        if config.task not in expected:
-            raise app.UsageError(f"{FLAGS['config'].value!r} is a {config.task!r} config; use "
-                                 f"train.{'pretrain' if config.task == 'mlm' else 'finetune'}.")
+        config, path = FLAGS.config, config_flags.get_config_filename(FLAGS["config"])
+        wanted = "pretrain" if config.task == "mlm" else "finetune"
+        if wanted != program:
+            raise app.UsageError(f"{path} is a config.task={config.task!r} config; run it with train.{wanted}.")
         try:
             result = run(config, FLAGS.workdir)
         except NonFiniteLossError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(3)
+        except (ValueError, KeyError, FileNotFoundError, PermissionError, RunLockedError) as error:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else error
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
         for name, value in result.items():
             print(f"dev {name}: {value:.4f}" if isinstance(value, float) else f"dev {name}: {value}")
 

@@ -3,4 +3,4 @@
 from train._main import main
 
 if __name__ == "__main__":
-    main("mlm")
+    main("pretrain")

@@ -24,8 +24,11 @@ temporary folder and renames it when complete, so an interrupted save never look
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import warnings
 from typing import Any
 
 import jax
@@ -46,6 +49,11 @@ CHECKPOINTS = "checkpoints"
 BEST = "best"
 METRICS = "metrics.jsonl"
 EVAL_METRICS = "eval_metrics.jsonl"
+LOCK = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live process holds the run folder."""
 
 
 def save_params(directory: str | os.PathLike, params, config: ModelConfig | None = None, *,
@@ -173,7 +181,7 @@ class RunFolder:
                  best_mode: str = "max"):
         self.workdir = os.path.abspath(os.fspath(workdir))
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
-        self._manager = self._best = None
+        self._manager = self._best = self._lock_handle = None
 
     # Paths --------------------------------------------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -189,7 +197,37 @@ class RunFolder:
 
     # Writing (training) ---------------------------------------------------------------------------------------
     def open(self) -> RunFolder:
+        """Take the folder for this run: lock it against a second run, check it can be written, open the
+        checkpoint managers."""
         os.makedirs(self.workdir, exist_ok=True)
+        self._lock()
+        for name in (CHECKPOINTS, BEST):
+            _check_writable(self.path(name))
+        self._open_managers()
+        return self
+
+    def _lock(self) -> None:
+        """An exclusive lock on `.lock` held while the run lives: the kernel drops it when the process dies, so a
+        stale lock never blocks; a live holder is named. Only process 0 locks (hosts share the folder)."""
+        if jax.process_index() != 0:
+            return
+        path = self.path(LOCK)
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(f"{self.workdir} is in use by {holder}; wait for that run to end or choose "
+                                 f"another --workdir.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def _open_managers(self) -> None:
         self._manager = ocp.CheckpointManager(
             self.path(CHECKPOINTS), item_names=(STATE_ITEM, DATA_ITEM, CONFIG_ITEM),
             options=ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
@@ -199,7 +237,6 @@ class RunFolder:
             self.path(BEST), item_names=(STATE_ITEM, CONFIG_ITEM),
             options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True, best_fn=lambda m: m[metric],
                                                  best_mode=self.best_mode, enable_async_checkpointing=False))
-        return self
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step() if self._manager is not None else latest_step_or_none(
@@ -207,25 +244,50 @@ class RunFolder:
 
     def restore(self, abstract_state, iterator) -> Any | None:
         """The train state of the latest complete checkpoint (onto `abstract_state`'s shardings), with `iterator`
-        moved to where it was; `None` when there is none. Metric rows logged after that step are dropped, so each
-        step appears once in the logs."""
+        moved to where it was; `None` when there is none. A step that fails to restore (a truncated or damaged
+        file) is moved aside to `checkpoints/unreadable-<step>` — never deleted — and the step before it is tried.
+        Metric rows logged after the restored step are dropped, so each step appears once in the logs."""
         import grain
 
-        step = self._manager.latest_step()
-        if step is None:
-            # A run killed before its first checkpoint committed starts over: drop what it logged.
-            self.truncate_logs(0)
-            return None
-        restored = self._manager.restore(step, args=ocp.args.Composite(**{
-            STATE_ITEM: ocp.args.PyTreeRestore(
-                item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
-            DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
-        self.truncate_logs(step)
-        return restored[STATE_ITEM]
+        while (step := self._manager.latest_step()) is not None:
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(**{
+                    STATE_ITEM: ocp.args.PyTreeRestore(
+                        item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
+                    DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
+            except Exception as error:                   # any damage: orbax, tensorstore and pytree errors differ
+                aside = self._move_aside(step)
+                cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+                warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
+                              f"{aside} and trying the step before it.", stacklevel=2)
+                continue
+            self.truncate_logs(step)
+            return restored[STATE_ITEM]
+        # No checkpoint committed (a run killed before its first save): start over, dropping what it logged.
+        self.truncate_logs(0)
+        return None
+
+    def _move_aside(self, step: int) -> str:
+        if jax.process_index() == 0:
+            aside = self.path(os.path.join(CHECKPOINTS, f"unreadable-{step}"))
+            suffix = 0
+            while os.path.exists(aside + (f".{suffix}" if suffix else "")):
+                suffix += 1
+            aside += f".{suffix}" if suffix else ""
+            os.replace(self.path(os.path.join(CHECKPOINTS, str(step))), aside)
+        else:
+            aside = "unreadable-<step>"
+        self._manager.close()
+        self._best.close()
+        self._open_managers()
+        return aside
 
     def save(self, step: int, state, iterator, config, *, force: bool = False) -> None:
-        """Checkpoint `step` (asynchronously): the train state, the iterator's position and the config."""
+        """Checkpoint `step` (asynchronously): the train state, the iterator's position and the config. A folder
+        that became unwritable is reported now, not when the asynchronous write times out."""
         import grain
+
+        _check_writable(self.path(CHECKPOINTS))
 
         self._manager.save(step, args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.PyTreeSave(state), DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
@@ -245,11 +307,31 @@ class RunFolder:
             self._manager.wait_until_finished()
 
     def close(self) -> None:
-        for manager in (self._manager, self._best):
-            if manager is not None:
-                manager.wait_until_finished()
-                manager.close()
-        self._manager = self._best = None
+        try:
+            for manager in (self._manager, self._best):
+                if manager is not None:
+                    manager.wait_until_finished()
+                    manager.close()
+        finally:
+            self._manager = self._best = None
+            if self._lock_handle is not None:
+                self._lock_handle.close()               # releases the lock
+                self._lock_handle = None
+
+    def eval_row(self, step: int) -> dict | None:
+        """The evaluation logged at `step`, if any (a finished run rerun reports it instead of evaluating again)."""
+        if not os.path.exists(self.eval_metrics_path):
+            return None
+        found = None
+        with open(self.eval_metrics_path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                if row.get("step") == step:
+                    found = row
+        return found
 
     def truncate_logs(self, last_step: int) -> None:
         for path in (self.metrics_path, self.eval_metrics_path):
@@ -288,42 +370,66 @@ def _config_json(config) -> dict:
 
 
 def _truncate_jsonl(path: str, last_step: int) -> None:
-    """Drop rows logged after `last_step`; a line cut by a kill ends the file there."""
+    """Keep one row per step up to `last_step` (the last one logged for it, as a rerun logs a step again), in step
+    order; a line cut by a kill ends the file there."""
     if not os.path.exists(path):
         return
-    keep = []
+    rows: dict[int, str] = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             try:
-                if json.loads(line).get("step", 0) <= last_step:
-                    keep.append(line)
+                step = json.loads(line).get("step", 0)
             except json.JSONDecodeError:
                 break
+            if step <= last_step:
+                rows[step] = line if line.endswith("\n") else line + "\n"
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(keep)
+        f.writelines(rows[step] for step in sorted(rows))
     os.replace(tmp, path)
+
+
+def _check_writable(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise PermissionError(f"cannot write checkpoints to {folder}: {error.strerror or error}.") from None
 
 
 def load_encoder(path: str, params: dict) -> dict:
     """`params` with its encoder replaced by the encoder of the checkpoint at `path` (a rofjax run, a converted
     checkpoint or a pre-training run), each array placed like the one it replaces; a missing parameter or a shape
-    mismatch names the parameter."""
-    restored = restore_params(path)
+    mismatch names the first parameter concerned."""
+    try:
+        restored = restore_params(path)
+    except (FileNotFoundError, CheckpointMismatchError):
+        raise
+    except Exception as error:                            # a damaged checkpoint: orbax/tensorstore errors vary
+        cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ValueError(f"config.train.init_checkpoint={path!r} could not be read ({cause}).") from None
     encoder_params = restored.get("encoder", restored)
     target = params["encoder"] if "encoder" in params else params
-    missing = [k for k in target if k not in encoder_params]
+    have = {k: np.shape(v) for k, v in flatten(_as_dict(encoder_params)).items()}
+    want = {k: tuple(v.shape) for k, v in flatten(_as_dict(target)).items()}
+    missing = sorted(set(want) - set(have))
     if missing:
-        raise ValueError(f"{path}: no {missing} parameters for the encoder.")
-    loaded = {}
-    for key, value in target.items():
-        source = encoder_params[key]
-        shapes = jax.tree_util.tree_map(np.shape, source), jax.tree_util.tree_map(lambda x: x.shape, value)
-        if shapes[0] != shapes[1]:
-            raise ValueError(f"{path}: encoder/{key} shapes differ from the model's (checkpoint {shapes[0]} vs "
-                             f"model {shapes[1]}); check model.preset and the vocabulary.")
-        loaded[key] = jax.tree_util.tree_map(lambda s, t: jax.device_put(np.asarray(s, t.dtype), t.sharding),
-                                             source, value)
+        raise ValueError(f"{path}: the encoder parameter {missing[0]} is missing"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                         + "; check model.preset, model.num_layers and model.scan_layers against the checkpoint.")
+    extra_layers = sorted(k for k in encoder_params if k.startswith("layers") and k not in target)
+    if extra_layers:
+        raise ValueError(f"{path}: the checkpoint's encoder has {extra_layers[0]}, which the model has no room for; "
+                         f"check model.num_layers against the checkpoint.")
+    for name in sorted(want):
+        if tuple(have[name]) != want[name]:
+            raise ValueError(f"{path}: encoder parameter {name} has shape {tuple(have[name])} but the model needs "
+                             f"{want[name]}; check model.preset and the vocabulary.")
+    loaded = {key: jax.tree_util.tree_map(lambda s, t: jax.device_put(np.asarray(s, t.dtype), t.sharding),
+                                          encoder_params[key], value) for key, value in target.items()}
     if "encoder" in params:
         return {**params, "encoder": {**params["encoder"], **loaded}}
     return {**params, **loaded}

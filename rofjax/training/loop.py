@@ -17,6 +17,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 from rofjax.checkpoint.run import RunFolder, load_encoder
 from rofjax.data.datasets import get_dataset
@@ -35,6 +36,24 @@ __all__ = ["PEAK_FLOPS", "NonFiniteLossError", "build_task", "build_trainer", "c
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def validate_config(config) -> None:
+    """Values no run can go on with, refused before any work, naming the key."""
+    train, eval_ = config.train, config.eval
+    checks = [("train.batch_size", train.batch_size >= 1, "≥ 1"), ("train.log_every", train.log_every >= 1, "≥ 1"),
+              ("train.save_every", train.save_every >= 1, "≥ 1"),
+              ("train.keep_checkpoints", train.keep_checkpoints >= 1, "≥ 1 (0 would delete every checkpoint)"),
+              ("train.total_steps", train.total_steps >= 0, "≥ 0"), ("train.epochs", train.epochs >= 0, "≥ 0"),
+              ("train.nonfinite", train.nonfinite in ("stop", "skip"), "'stop' or 'skip'"),
+              ("train.max_consecutive_skips", train.max_consecutive_skips >= 1, "≥ 1"),
+              ("eval.every", eval_.every >= -1, "≥ -1 (-1: every epoch, 0: at the end)"),
+              ("eval.examples", eval_.examples >= 0, "≥ 0"),
+              ("eval.best_mode", eval_.best_mode in ("max", "min"), "'max' or 'min'")]
+    for key, ok, expected in checks:
+        if not ok:
+            value = config[key.split(".")[0]][key.split(".")[1]]
+            raise ValueError(f"config.{key}={value!r}; expected {expected}.")
 
 
 def check_batch_fits_mesh(config, mesh) -> None:
@@ -109,6 +128,7 @@ class _Reporter:
 
 
 def run(config, workdir: str) -> dict:
+    validate_config(config)
     data, train, batch_size = config.data, config.train, config.train.batch_size
     mesh = mesh_from_config(config)
     check_batch_fits_mesh(config, mesh)
@@ -132,35 +152,47 @@ def run(config, workdir: str) -> dict:
     # State: resumed from the run folder, or fresh (optionally with a pre-trained encoder).
     folder = RunFolder(workdir, keep=train.keep_checkpoints, best_metric=config.eval.best_metric,
                        best_mode=config.eval.best_mode).open()
-    state = folder.restore(trainer.abstract_state(batch_size), iterator)
-    if state is not None:
-        print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
-    else:
-        state = trainer.init_state(config.seed, batch_size)
-        if train.init_checkpoint:
-            state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
-            print(f"initialised the encoder from {train.init_checkpoint}", flush=True)
-
-    stop = {"signal": None}
-
-    def on_sigterm(signum, frame):
-        stop["signal"] = signum
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    step = int(jax.device_get(state.step))
-    reporter = _Reporter(folder, config, total, step)
-    peak = train.peak_flops or PEAK_FLOPS.get(jax.devices()[0].device_kind)
-    flops_per_example = task.flops_per_example()
-    last_eval: dict = {}
-
-    def run_eval(current_step: int) -> dict:
-        params = state.ema_params if train.ema_decay else state.params
-        result = evaluate(trainer, task, params, eval_records, config)
-        reporter.eval_row(current_step, result)
-        folder.save_best(current_step, params, config, result)
-        return result
-
+    reporter, previous = None, signal.getsignal(signal.SIGTERM)
     try:
+        state = folder.restore(trainer.abstract_state(batch_size), iterator)
+        if state is not None:
+            print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
+        else:
+            state = trainer.init_state(config.seed, batch_size)
+            if train.init_checkpoint:
+                state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
+                print(f"initialised the encoder from {train.init_checkpoint}", flush=True)
+
+        stop = {"signal": None}
+
+        def on_sigterm(signum, frame):
+            stop["signal"] = signum
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        step = int(jax.device_get(state.step))
+        reporter = _Reporter(folder, config, total, step)
+        peak = train.peak_flops or PEAK_FLOPS.get(jax.devices()[0].device_kind)
+        flops_per_example = task.flops_per_example()
+        last_eval: dict = {}
+        skipped = {"total": 0, "in_a_row": 0}
+
+        def run_eval(current_step: int) -> dict:
+            params = state.ema_params if train.ema_decay else state.params
+            result = evaluate(trainer, task, params, eval_records, config)
+            if skipped["total"]:
+                result["skipped_updates"] = skipped["total"]
+            reporter.eval_row(current_step, result)
+            finite = all(np.isfinite(v) for v in result.values() if isinstance(v, (int, float)))
+            # Parameters right after a skipped (non-finite) update, or scoring non-finite, are never kept as best.
+            if finite and not skipped["in_a_row"]:
+                folder.save_best(current_step, params, config, result)
+            return result
+
+        if step >= total:                               # a finished run, rerun: report, do not evaluate again
+            done = folder.eval_row(step)
+            if done is not None:
+                return {k: v for k, v in done.items() if k != "step"}
+
         window_start, window_tokens = time.perf_counter(), 0
         while step < total:
             local = next(iterator)
@@ -168,9 +200,18 @@ def run(config, workdir: str) -> dict:
             state, metrics = trainer.train_step(state, global_batch(local, mesh))
             step += 1
             metrics = jax.device_get(metrics)
-            if not bool(metrics["finite"]) and train.nonfinite != "skip":
-                raise NonFiniteLossError(f"non-finite loss ({float(metrics['loss'])}) at step {step}; the update "
-                                         f"was not saved. Lower optim.lr or set train.nonfinite='skip'.")
+            if not bool(metrics["finite"]):
+                if train.nonfinite != "skip":
+                    raise NonFiniteLossError(f"non-finite loss ({float(metrics['loss'])}) at step {step}; the "
+                                             f"update was not saved. Lower optim.lr or set train.nonfinite='skip'.")
+                skipped["total"] += 1
+                skipped["in_a_row"] += 1
+                if skipped["in_a_row"] >= train.max_consecutive_skips:
+                    raise NonFiniteLossError(f"{skipped['in_a_row']} updates in a row skipped for a non-finite loss "
+                                             f"(step {step}; {skipped['total']} in all); lower optim.lr. The last "
+                                             f"checkpoint holds the parameters before them.")
+            else:
+                skipped["in_a_row"] = 0
             reporter.progress.update()
             if step % train.log_every == 0 or step == total:
                 elapsed = max(time.perf_counter() - window_start, 1e-9)
@@ -195,8 +236,12 @@ def run(config, workdir: str) -> dict:
         if folder.latest_step() != step:
             folder.save(step, state, iterator, config, force=True)
         folder.wait()
+        if skipped["total"]:
+            print(f"warning: {skipped['total']} of {total} updates were skipped for a non-finite loss "
+                  f"(train.nonfinite='skip').", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        reporter.close()
+        if reporter is not None:
+            reporter.close()
         folder.close()
     return last_eval

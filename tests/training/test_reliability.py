@@ -1,0 +1,102 @@
+"""Faults a run must survive or refuse clearly: bad values, a second run on one folder, a damaged latest
+checkpoint, an unwritable checkpoint folder, exploding losses, reruns of finished runs."""
+
+import json
+import os
+
+import pytest
+
+from configs.demo import get_config
+from rofjax.checkpoint.run import RunFolder, RunLockedError, _truncate_jsonl
+from rofjax.training.loop import NonFiniteLossError, run, validate_config
+
+
+def tiny(total_steps=4, **train):
+    config = get_config()
+    config.unlock()
+    config.model.num_layers, config.model.hidden_size, config.model.intermediate_size = 1, 32, 64
+    config.data.max_length = 24
+    config.train.batch_size = 8
+    config.train.total_steps = total_steps
+    config.train.save_every = 2
+    config.train.keep_checkpoints = 3
+    config.train.progress_bar = False
+    config.eval.every = 0
+    config.eval.examples = 16
+    for key, value in train.items():
+        config.train[key] = value
+    return config
+
+
+def _steps(path):
+    return [json.loads(line)["step"] for line in open(path, encoding="utf-8")]
+
+
+@pytest.mark.parametrize("key,value,expected", [("save_every", 0, "≥ 1"), ("log_every", 0, "≥ 1"),
+                                                ("keep_checkpoints", 0, "delete every checkpoint"),
+                                                ("nonfinite", "ignore", "'stop' or 'skip'")])
+def test_values_no_run_can_use_are_refused_first(key, value, expected):
+    config = tiny()
+    config.train[key] = value
+    with pytest.raises(ValueError, match=f"config.train.{key}=.*expected.*{expected}"):
+        validate_config(config)
+
+
+def test_a_second_run_on_one_folder_is_refused_naming_the_holder(tmp_path):
+    first = RunFolder(tmp_path, best_metric="accuracy").open()
+    try:
+        with pytest.raises(RunLockedError, match=rf"{tmp_path} is in use by pid {os.getpid()} on host"):
+            RunFolder(tmp_path, best_metric="accuracy").open()
+    finally:
+        first.close()
+    RunFolder(tmp_path, best_metric="accuracy").open().close()        # released when the holder ends
+
+
+def test_an_unwritable_checkpoint_folder_is_named_before_training(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a folder")
+    with pytest.raises(PermissionError, match="cannot write checkpoints to .*checkpoints"):
+        RunFolder(tmp_path, best_metric="accuracy").open()
+
+
+def test_logs_keep_each_step_once_in_order(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    rows = [1, 2, 3, 1, 2, 3, 4, 5]
+    path.write_text("".join(json.dumps({"step": s, "loss": i}) + "\n" for i, s in enumerate(rows)) + '{"step": 6, "lo')
+    _truncate_jsonl(str(path), 4)
+    assert _steps(path) == [1, 2, 3, 4]
+    assert [json.loads(line)["loss"] for line in open(path)][:3] == [3, 4, 5]      # the rerun's rows win
+
+
+def test_damaged_latest_step_is_moved_aside_and_the_one_before_restored(tmp_path):
+    workdir = tmp_path / "run"
+    run(tiny(4), str(workdir))                                             # checkpoints at steps 2 and 4
+    state_files = [os.path.join(root, name) for root, _, names in os.walk(workdir / "checkpoints" / "4" / "state")
+                   for name in names if os.path.getsize(os.path.join(root, name)) > 64]
+    for path in state_files:                                               # damage every data file of step 4
+        with open(path, "r+b") as f:
+            f.truncate(16)
+    with pytest.warns(UserWarning, match="checkpoints/4 could not be restored"):
+        result = run(tiny(6), str(workdir))
+    assert (workdir / "checkpoints" / "unreadable-4").is_dir()           # kept, not deleted
+    assert _steps(workdir / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]
+    # A finished run, rerun, reports its evaluation without logging it again.
+    assert run(tiny(6), str(workdir)) == result
+    assert _steps(workdir / "eval_metrics.jsonl") == [6]                  # step 4's was after the restored step
+
+
+def test_skipped_updates_are_counted_stopped_and_never_kept_as_best(tmp_path):
+    config = tiny(20, nonfinite="skip", max_consecutive_skips=3)
+    config.optim.lr = 1e12
+    config.optim.clip_norm = 0.0
+    with pytest.raises(NonFiniteLossError, match=r"3 updates in a row skipped"):
+        run(config, str(tmp_path / "run"))
+    assert not any(name.isdigit() for name in os.listdir(tmp_path / "run" / "best"))
+
+
+def test_an_init_checkpoint_of_another_depth_names_one_parameter(tmp_path):
+    run(tiny(2), str(tmp_path / "one_layer"))
+    config = tiny(2, init_checkpoint=str(tmp_path / "one_layer" / "checkpoints"))
+    config.model.num_layers = 2
+    with pytest.raises(ValueError, match=r"one_layer/checkpoints: (the )?encoder (parameter|has) \S+") as error:
+        run(config, str(tmp_path / "two_layers"))
+    assert len(str(error.value)) < 300                                    # a parameter, not two whole trees
