@@ -8,12 +8,17 @@
 Every conversion ends with a parity line: the largest |Δ| between hidden states of the converted model and of a
 reference on a fixed probe batch with padding (transformers' RoFormerModel when converting a Hugging Face RoFormer
 and it is installed; otherwise the written files read back from disk).
+
+The parameters are checked against the model their config describes before anything is written; the output is
+written to `OUT.tmp-<pid>` and renamed to `OUT` only once parity is within `--tolerance`, so a failed conversion
+leaves `OUT` as it was. An existing `OUT` is replaced only with `--overwrite`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -52,74 +57,212 @@ def _transformers_reference(folder, config, ids, segments):
     return out.last_hidden_state.numpy().astype(np.float64)
 
 
-def convert(args) -> int:
-    from tqdm import tqdm
+OPTIONAL_GROUPS = ("mlm", "pooler")
 
+
+def _last_line(error: BaseException) -> str:
+    """The innermost cause's last line: orbax and tensorstore wrap the useful message (a short read, a bad
+    manifest) in exceptions whose own text is a multi-line dump of the store's spec."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else '(no message)'}"
+
+
+def _model_shapes(config) -> dict[str, tuple[int, ...]]:
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from rofjax.checkpoint.tree import flatten
+    from rofjax.models import Encoder
+
+    model = Encoder(config)
+    ids = jnp.ones((1, 4), jnp.int32)
+
+    def init():
+        heads = model.init(jax.random.key(0), ids, method=Encoder.masked_lm)["params"]
+        pooler = model.init(jax.random.key(0), jnp.ones((1, 4, config.hidden_size)), method=Encoder.pool)["params"]
+        return nn.unbox({**heads, **pooler})
+
+    return {path: tuple(leaf.shape) for path, leaf in flatten(jax.eval_shape(init)).items()}
+
+
+def _check_fits(config, params, params_label: str, config_label: str) -> None:
+    """Fail before anything is written when `params` cannot be applied to the model `config` describes."""
+    from flax import linen as nn
+
+    from rofjax.checkpoint import CheckpointMismatchError
+    from rofjax.checkpoint.tree import flatten
+
+    want = _model_shapes(config)
+    have = {path: tuple(np.shape(leaf)) for path, leaf in flatten(nn.unbox(params)).items()}
+    present_groups = {path.split("/", 1)[0] for path in have}
+    problems = [f"missing tensor '{path}' (shape {shape})" for path, shape in want.items()
+                if path not in have and (path.split("/", 1)[0] not in OPTIONAL_GROUPS
+                                         or path.split("/", 1)[0] in present_groups)]
+    problems += [f"extra tensor '{path}' (shape {shape})" for path, shape in have.items() if path not in want]
+    problems += [f"tensor '{path}' has shape {have[path]} but the model needs {shape}"
+                 for path, shape in want.items() if path in have and have[path] != shape]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointMismatchError(
+            f"the parameters in {params_label} do not fit the {config.family} model ({config.num_layers} layers, "
+            f"hidden {config.hidden_size}) described by {config_label}: {problems[0]}{more}.")
+
+
+def _read_source(args):
+    """`(config, params, params_label, config_label)`; a source that cannot be read becomes one line naming it."""
     from rofjax.checkpoint import (
+        CheckpointMismatchError,
         load_bert4keras,
         load_huggingface,
         load_model_config,
         restore_params,
-        save_bert4keras,
-        save_huggingface,
-        save_params,
     )
+    from rofjax.checkpoint.run import CONFIG_FILE, PARAMS_ITEM
 
-    steps = tqdm(total=4, desc="convert", unit="step", file=sys.stderr)
-    steps.set_postfix_str(f"reading {args.source}")
-    if args.source == "bert4keras":
-        if not args.model or not args.config:
-            raise SystemExit("rofjax convert --from bert4keras needs --model and --config (bert_config.json).")
-        config, params, report = load_bert4keras(args.checkpoint, args.config, args.model, strict=not args.lenient,
-                                                 return_report=True)
-        print(f"bert4keras: {report.summary()}", file=sys.stderr)
-    elif args.source == "huggingface":
-        config, params, report = load_huggingface(args.checkpoint, strict=not args.lenient, return_report=True)
-        print(f"huggingface: {report.summary()}", file=sys.stderr)
-    else:
+    source = os.path.abspath(args.checkpoint)
+    try:
+        if args.source == "bert4keras":
+            config, params, report = load_bert4keras(args.checkpoint, args.config, args.model,
+                                                     strict=not args.lenient, return_report=True)
+            print(f"bert4keras: {report.summary()}", file=sys.stderr)
+            return config, params, source, os.path.abspath(args.config)
+        if args.source == "huggingface":
+            config, params, report = load_huggingface(args.checkpoint, strict=not args.lenient, return_report=True)
+            print(f"huggingface: {report.summary()}", file=sys.stderr)
+            return config, params, source, os.path.join(source, "config.json")
         config = load_model_config(args.checkpoint)
         params = restore_params(args.checkpoint)
-    steps.update()
+        params_folder = os.path.join(source, PARAMS_ITEM)
+        return config, params, params_folder if os.path.isdir(params_folder) else source, \
+            os.path.join(source, CONFIG_FILE)
+    except (CheckpointMismatchError, FileNotFoundError, KeyError, ImportError):
+        raise
+    except Exception as error:
+        raise ValueError(f"cannot read {args.source} checkpoint {source}: {_last_line(error)}") from error
 
-    steps.set_postfix_str(f"writing {args.target}")
+
+def _write(args, params, config, folder: str) -> None:
+    from rofjax.checkpoint import save_bert4keras, save_huggingface, save_params
+
     if args.target == "rofjax":
-        save_params(args.out, params, config, overwrite=args.overwrite)
+        save_params(folder, params, config)
     elif args.target == "huggingface":
-        save_huggingface(params, config, args.out, vocab_path=args.vocab)
+        save_huggingface(params, config, folder, vocab_path=args.vocab)
     else:
-        save_bert4keras(params, config, args.out, vocab_path=args.vocab)
-    steps.update()
+        save_bert4keras(params, config, folder, vocab_path=args.vocab)
 
-    steps.set_postfix_str("checking parity")
-    ids, segments = _probe_batch(config.vocab_size)
-    ours = _hidden(config, params, ids, segments)
-    reference, label = None, ""
-    if args.source == "huggingface":
-        reference = _transformers_reference(args.checkpoint, config, ids, segments)
-        label = "transformers RoFormerModel"
-    if reference is None:
-        if args.target == "rofjax":
-            reference = _hidden(config, restore_params(args.out), ids, segments)
-        elif args.target == "huggingface":
-            reread_config, reread = load_huggingface(args.out)
-            reference = _hidden(reread_config, reread, ids, segments)
-        else:
-            reread_config, reread = load_bert4keras(args.out, os.path.join(args.out, "bert_config.json"),
-                                                    config.family)
-            reference = _hidden(reread_config, reread, ids, segments)
-        label = f"written {args.target} files read back"
-    steps.update()
-    valid = ids != 0
-    delta = float(np.abs(ours[valid] - reference[valid]).max())
-    steps.update()
-    steps.close()
-    print(f"wrote {args.target} checkpoint of a {config.family} model ({config.num_layers} layers, hidden "
-          f"{config.hidden_size}) to {os.path.abspath(args.out)}")
+
+def _read_back(args, config, folder: str, ids, segments):
+    from rofjax.checkpoint import load_bert4keras, load_huggingface, restore_params
+
+    if args.target == "rofjax":
+        return _hidden(config, restore_params(folder), ids, segments)
+    if args.target == "huggingface":
+        reread_config, reread = load_huggingface(folder)
+    else:
+        reread_config, reread = load_bert4keras(folder, os.path.join(folder, "bert_config.json"), config.family)
+    return _hidden(reread_config, reread, ids, segments)
+
+
+def _move_into_place(staging: str, out: str) -> None:
+    """Rename `staging` to `out`; an existing `out` is set aside first and deleted only once the rename is done."""
+    if not os.path.exists(out):
+        os.rename(staging, out)
+        return
+    old = f"{out}.old-{os.getpid()}"
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.listdir(path)
+
+
+def convert(args) -> int:
+    from tqdm import tqdm
+
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not _is_empty_dir(out):
+        if not args.overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
+        if not os.path.isdir(out):
+            raise FileExistsError(f"{out} exists and is not a folder; --overwrite replaces folders only.")
+    if args.source == "bert4keras" and (not args.model or not args.config):
+        raise SystemExit("rofjax convert --from bert4keras needs --model and --config (bert_config.json).")
+
+    steps = tqdm(total=4, desc="convert", unit="step", file=sys.stderr)
+    try:
+        steps.set_postfix_str(f"reading {args.source}")
+        config, params, params_label, config_label = _read_source(args)
+        _check_fits(config, params, params_label, config_label)
+        steps.update()
+        delta, label = _write_checked(args, config, params, out, steps)
+    finally:
+        steps.close()
     print(f"parity: max |Δ| = {delta:.3g} on a 2×16 probe batch with padding ({label})")
     if delta > args.tolerance:
-        print(f"error: parity {delta:.3g} exceeds --tolerance {args.tolerance}", file=sys.stderr)
+        print(f"error: parity {delta:.3g} exceeds --tolerance {args.tolerance}; nothing written to {out}",
+              file=sys.stderr)
         return 1
+    print(f"wrote {args.target} checkpoint of a {config.family} model ({config.num_layers} layers, hidden "
+          f"{config.hidden_size}) to {out}")
     return 0
+
+
+def _write_checked(args, config, params, out: str, steps) -> tuple[float, str]:
+    """Write the target beside `out`, compare it with `params` on a probe batch, and rename it to `out` only when
+    the parity is within tolerance; whatever happens, no partial folder is left behind."""
+    parent = os.path.dirname(out)
+    created = []
+    while parent and not os.path.exists(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    staging = f"{out}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        steps.set_postfix_str(f"writing {args.target}")
+        _write(args, params, config, staging)
+        steps.update()
+
+        steps.set_postfix_str("checking parity")
+        ids, segments = _probe_batch(config.vocab_size)
+        ours = _hidden(config, params, ids, segments)
+        reference, label = None, ""
+        if args.source == "huggingface":
+            reference = _transformers_reference(args.checkpoint, config, ids, segments)
+            label = "transformers RoFormerModel"
+        if reference is None:
+            reference = _read_back(args, config, staging, ids, segments)
+            label = f"written {args.target} files read back"
+        steps.update()
+        valid = ids != 0
+        delta = float(np.abs(ours[valid] - reference[valid]).max())
+        steps.update()
+        if delta <= args.tolerance:
+            _move_into_place(staging, out)
+        return delta, label
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.exists(out):
+            for folder in created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--vocab", help="vocab.txt to copy beside an exported checkpoint")
     c.add_argument("--lenient", action="store_true",
                    help="report unused source tensors instead of failing on them")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing rofjax checkpoint in --out")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder (all of it), once the new checkpoint has passed parity")
     c.add_argument("--tolerance", type=float, default=1e-4, help="largest acceptable parity |Δ|")
+    c.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     c.set_defaults(handler=convert)
     return parser
 
@@ -148,6 +293,8 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except (FileNotFoundError, FileExistsError, KeyError, ValueError, ImportError) as error:
+        if getattr(args, "traceback", False):
+            raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"rofjax {args.command}: error: {message}", file=sys.stderr)
         return 2

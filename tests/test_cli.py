@@ -59,3 +59,66 @@ def test_console_script_is_installed():
         pytest.skip(f"no rofjax console script beside {sys.executable} (package not pip-installed)")
     out = subprocess.run([str(script), "convert", "--help"], capture_output=True, text=True, check=True)
     assert "--from" in out.stdout and "bert4keras" in out.stdout
+
+
+def _save_tiny(folder, params_preset, config_preset):
+    import jax
+    import jax.numpy as jnp
+
+    from rofjax.checkpoint import save_params
+    from rofjax.models.config import get_preset
+
+    params = Encoder(get_preset(params_preset)).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
+    save_params(folder, params, get_preset(config_preset))
+    return folder
+
+
+def test_convert_refuses_parameters_of_another_family_before_writing(tmp_path, capsys):
+    source = _save_tiny(tmp_path / "src", "roformer_v2_tiny", "gau_alpha_tiny")
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(tmp_path / "out" / "ckpt")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing tensor 'transformer/layer_0/gau/" in err
+    assert str(source / "params") in err and str(source / "model_config.json") in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
+    source = _save_tiny(tmp_path / "src", "roformer_v2_tiny", "roformer_v2_tiny")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--overwrite" in err and "overwrite=True" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+    # A parity failure must leave the old folder untouched and no staging folder beside it.
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(out), "--overwrite",
+                 "--tolerance", "-1"])
+    assert code == 1 and "nothing written" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(out), "--overwrite"])
+    assert code == 0 and "parity: max |Δ| = 0 " in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["model_config.json", "params"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+    np.testing.assert_array_equal(
+        np.asarray(restore_params(out)["embeddings"]["word_embeddings"]["embedding"]),
+        np.asarray(restore_params(source)["embeddings"]["word_embeddings"]["embedding"]))
+
+
+def test_convert_of_a_truncated_parameter_file_reports_one_line_naming_the_source(tmp_path, capsys):
+    source = _save_tiny(tmp_path / "src", "gau_alpha_tiny", "gau_alpha_tiny")
+    biggest = max((p for p in (source / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    with open(biggest, "r+b") as f:
+        f.truncate(100)
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [line for line in err.splitlines() if "rofjax convert: error:" in line]
+    assert len(lines) == 1 and f"cannot read rofjax checkpoint {source}" in lines[0]
+    assert "Traceback" not in err and len(err.strip().split("\n")) <= 2
+    assert not (tmp_path / "out").exists()
