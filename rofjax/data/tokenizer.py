@@ -22,6 +22,23 @@ import numpy as np
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
+def read_vocab(path: str | os.PathLike) -> dict[str, int]:
+    """`{token: id}` from a vocab.txt, one token per line (id = line number - 1). The file is UTF-8; a BOM, as
+    Windows editors save it, is not part of the first token (else `[PAD]` would be missing), and a byte that is
+    not UTF-8 is reported with its line."""
+    from rofjax.data.readers.jsonl import text_lines
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Vocabulary file not found: {path}")
+    vocab = {}
+    for number, token in text_lines(path):
+        if token in vocab:
+            raise ValueError(f"{path}:{number}: token {token!r} repeats line {vocab[token] + 1}.")
+        vocab[token] = number - 1
+    return vocab
+
+
 class Tokenizer:
     """`Tokenizer(vocab_path)`; `encode(text, pair=None, maxlen=None)` → ids, segment ids, offsets."""
 
@@ -31,15 +48,7 @@ class Tokenizer:
         from tokenizers import models, normalizers, pre_tokenizers, processors
 
         vocab_path = os.fspath(vocab_path)
-        if not os.path.exists(vocab_path):
-            raise FileNotFoundError(f"Vocabulary file not found: {vocab_path}")
-        vocab = {}
-        with open(vocab_path, encoding="utf-8") as f:
-            for index, line in enumerate(f):
-                token = line.rstrip("\n")
-                if token in vocab:
-                    raise ValueError(f"{vocab_path}:{index + 1}: token {token!r} repeats line {vocab[token] + 1}.")
-                vocab[token] = index
+        vocab = read_vocab(vocab_path)
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
             raise ValueError(f"{vocab_path}: the vocabulary lacks special token(s) {missing}.")

@@ -6,8 +6,9 @@
 
 Splits: train, validation and, when the folder has it, test (labels -1). The records are those of
 `rofjax.data.readers.clue`; its readers' checks run while building, so a malformed line fails the build naming its
-file and line and leaves no dataset behind. `prepare_clue` keys the output folder on the input files' names,
-sizes and modification times, so an edited file is rebuilt and two folders of one task never mix.
+file and line and leaves no dataset behind, as does a present split file without a single record. `prepare_clue`
+keys the output folder on the input files' names, sizes and modification times, so an edited file is rebuilt and
+two folders of one task never mix.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rofjax.data.builders.local import build_once
+from rofjax.data.builders.local import build_once, empty_split
 from rofjax.data.readers import clue
 
 _TEXT = tfds.features.Text()
@@ -52,12 +53,16 @@ class Clue(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         task = self.builder_config.name
         files = clue.require_folder(task, os.fspath(dl_manager.manual_dir))
-        return {split: self._generate_examples(paths) for split, paths in files.items()}
+        return {split: self._generate_examples(split, paths) for split, paths in files.items()}
 
-    def _generate_examples(self, paths):
+    def _generate_examples(self, split, paths):
         task = self.builder_config.name
-        for index, record in enumerate(clue.read_split(task, paths)):
-            yield index, _to_features(clue.KINDS[task], record)
+        count = 0
+        for count, record in enumerate(clue.read_split(task, paths), start=1):
+            yield count - 1, _to_features(clue.KINDS[task], record)
+        if not count:
+            # tfds would stop on an AssertionError that names neither the split's files nor what is wrong with them.
+            raise empty_split(", ".join(paths), split)
 
 
 def _to_features(kind: str, record: dict) -> dict:

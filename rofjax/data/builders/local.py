@@ -4,9 +4,9 @@ CLUENER, People's Daily NER, your own JSONL), written as array_record and read w
 Each record is stored whole as one JSON text feature: the readers' records differ per format (entities, triples,
 events), and keeping them whole means a record read back is the record the reader produced (lists of scalars come
 back as tuples, the readers' span and argument tuples). The reader runs while building, so a malformed line fails
-the build naming its file and line and leaves no dataset behind. `prepare_local` keys the output folder on the
-input files' names, sizes and modification times: an edited file is rebuilt, two folders never mix, and hosts
-sharing a cache build one at a time.
+the build naming its file and line and leaves no dataset behind; so does a split without a single record (an
+empty file). `prepare_local` keys the output folder on the input files' names, sizes and modification times: an
+edited file is rebuilt, two folders never mix, and hosts sharing a cache build one at a time.
 """
 
 from __future__ import annotations
@@ -16,18 +16,22 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import tensorflow_datasets as tfds
 
+from rofjax.data.readers.jsonl import DataFormatError
+
 
 @dataclasses.dataclass(eq=False)
 class LocalConfig(tfds.core.BuilderConfig):
-    """`read(split)` yields the records of "train", "validation" or "test"; `splits` are those that exist."""
+    """`read(split)` yields the records of "train", "validation" or "test"; `splits` are those that exist;
+    `files[split]` names what a split is read from."""
 
     read: Callable[[str], Iterable[dict]] | None = None
     splits: tuple[str, ...] = ("train", "validation")
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class LocalRecords(tfds.core.GeneratorBasedBuilder):
@@ -46,8 +50,17 @@ class LocalRecords(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(split) for split in self.builder_config.splits}
 
     def _generate_examples(self, split):
-        for index, record in enumerate(self.builder_config.read(split)):
-            yield index, {"record": json.dumps(record, ensure_ascii=False)}
+        count = 0
+        for count, record in enumerate(self.builder_config.read(split), start=1):
+            yield count - 1, {"record": json.dumps(record, ensure_ascii=False)}
+        if not count:
+            # tfds would stop on an AssertionError that names neither the split's file nor what is wrong with it.
+            raise empty_split(self.builder_config.files.get(split, self.builder_config.name), split)
+
+
+def empty_split(source: str, split: str) -> DataFormatError:
+    return DataFormatError(f"{source}: the {split} split has no records (the file is empty, or has only blank or "
+                           f"skipped lines).")
 
 
 def build_once(name: str, inputs: Sequence[str], build: Callable[[str], Any], cache_dir: str | None = None):
@@ -69,9 +82,14 @@ def build_once(name: str, inputs: Sequence[str], build: Callable[[str], Any], ca
 
 def prepare_local(name: str, read: Callable[[str], Iterable[dict]], splits: Sequence[str], inputs: Sequence[str],
                   cache_dir: str | None = None) -> LocalRecords:
-    """Build (once per version of the `inputs` files) and return the builder of dataset `name`."""
+    """Build (once per version of the `inputs` files) and return the builder of dataset `name`. With as many
+    `inputs` as `splits`, `inputs[i]` is the file of `splits[i]`; otherwise every split is read from all of them."""
+    if len(inputs) == len(splits):
+        files = dict(zip(splits, map(os.fspath, inputs)))
+    else:
+        files = dict.fromkeys(splits, ", ".join(map(os.fspath, inputs)))
     config = LocalConfig(name=name, description=f"{name} from {sorted(set(map(os.path.dirname, inputs)))}",
-                         read=read, splits=tuple(splits))
+                         read=read, splits=tuple(splits), files=files)
 
     def build(output: str) -> LocalRecords:
         builder = LocalRecords(config=config, data_dir=output, file_format="array_record")

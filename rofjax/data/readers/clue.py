@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator
 
 from rofjax.data.readers.ie import CLUENER_TYPES, read_cluener
-from rofjax.data.readers.jsonl import DataFormatError, json_lines
+from rofjax.data.readers.jsonl import DataFormatError, expect, json_lines, read_text
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 LABELS: dict[str, tuple[str, ...]] = {
@@ -119,6 +119,7 @@ def read_split(task: str, paths: list[str]) -> Iterator[dict]:
 
 
 def _field(record: dict, key: str, where: str, kind=str):
+    expect(record, dict, where, "the entry")
     value = record.get(key)
     if not isinstance(value, kind):
         raise DataFormatError(f"{where}: field {key!r} is missing or not a {kind.__name__} (got {value!r}).")
@@ -184,10 +185,7 @@ def _show(labels) -> str:
 
 
 def _json_file(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found.")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -202,7 +200,9 @@ def read_cmrc2018(path: str) -> Iterator[dict]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataFormatError(f"{path}: expected {{\"data\": [{{\"paragraphs\": […]}}]}} (SQuAD format).")
     for a, article in enumerate(data["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
+        expect(article, dict, f"{path}: data[{a}]", "an article")
+        for p, paragraph in enumerate(expect(article.get("paragraphs", []), list, f"{path}: data[{a}]",
+                                             "'paragraphs'")):
             where = f"{path}: data[{a}].paragraphs[{p}]"
             context = _field(paragraph, "context", where)
             for q, qa in enumerate(_field(paragraph, "qas", where, list)):
@@ -210,12 +210,13 @@ def read_cmrc2018(path: str) -> Iterator[dict]:
                 qid = _field(qa, "id", where_q)
                 question = _field(qa, "question", where_q)
                 answers, starts = [], []
-                for k, answer in enumerate(qa.get("answers") or []):
+                for k, answer in enumerate(expect(qa.get("answers") or [], list, where_q, "'answers'")):
                     if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
                         raise DataFormatError(f"{where_q}.answers[{k}] (id {qid}): needs a text.")
                     text = answer["text"]
                     start = answer.get("answer_start", -1)
-                    if not isinstance(start, int) or context[start:start + len(text)] != text:
+                    if (not isinstance(start, int) or isinstance(start, bool)
+                            or context[start:start + len(text)] != text):
                         found = [m.start() for m in re.finditer(re.escape(text), context)] if text else []
                         if not found:
                             raise DataFormatError(f"{where_q}.answers[{k}] (id {qid}): answer {text!r} does not "
@@ -258,8 +259,7 @@ def read_chid_answers(path: str) -> dict[str, int]:
     """`{"#idiomNNNNNN#": candidate index}` — one JSON object, or one object per line."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found (chid needs the answer file next to its data file).")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     try:
         answers = json.loads(text)
     except json.JSONDecodeError:
@@ -269,7 +269,7 @@ def read_chid_answers(path: str) -> dict[str, int]:
     if not isinstance(answers, dict):
         raise DataFormatError(f"{path}: expected a JSON object {{\"#idiomNNNNNN#\": index}}.")
     for tag, index in answers.items():
-        if not isinstance(index, int):
+        if not isinstance(index, int) or isinstance(index, bool):
             raise DataFormatError(f"{path}: answer of {tag} is {index!r}, not a candidate index.")
     return answers
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from rofjax.data.readers.jsonl import DataFormatError, json_lines
+from rofjax.data.readers.jsonl import DataFormatError, expect, json_lines
 from rofjax.decode.events import TRIGGER_ROLE
 
 
@@ -32,9 +32,13 @@ def read_duee_schema(path) -> dict[str, list[str]]:
     schema = {}
     for number, record in json_lines(path):
         try:
-            schema[record["event_type"]] = [r["role"] for r in record["role_list"]]
+            event_type, roles = record["event_type"], [r["role"] for r in record["role_list"]]
         except (KeyError, TypeError):
             raise DataFormatError(f"{path}:{number}: a schema line needs event_type and role_list[].role.") from None
+        expect(event_type, str, f"{path}:{number}", "event_type")
+        for role in roles:
+            expect(role, str, f"{path}:{number}", f"a role of {event_type}")
+        schema[event_type] = roles
     return schema
 
 
@@ -44,19 +48,21 @@ def duee_labels(schema: dict[str, list[str]]) -> list[tuple[str, str]]:
 
 
 def _event_lines(path, schema: dict[str, list[str]], text_of, parse_event) -> Iterator[dict]:
-    """The line loop both event formats share: `text_of(record)` is the text, `parse_event(event, text, where)`
-    one event's sorted argument tuples (its type already checked against the schema); lines without an
+    """The line loop both event formats share: `text_of(record, where)` is the text, `parse_event(event, text,
+    where)` one event's sorted argument tuples (its type already checked against the schema); lines without an
     `event_list` (test files) give `events=None`."""
     for number, record in json_lines(path):
         where = f"{path}:{number}"
-        if not isinstance(record.get("text"), str):
+        if "text" not in record:
             raise DataFormatError(f"{where}: missing text.")
-        text = text_of(record)
+        expect(record["text"], str, where, "text")
+        text = text_of(record, where)
         events = None
         if "event_list" in record:
             events = []
-            for event in record["event_list"]:
-                if event.get("event_type") not in schema:
+            for k, event in enumerate(expect(record["event_list"], list, where, "event_list")):
+                expect(event, dict, where, f"event_list[{k}]")
+                if not isinstance(event.get("event_type"), str) or event["event_type"] not in schema:
                     raise DataFormatError(f"{where}: event type {event.get('event_type')!r} is not in the schema.")
                 events.append(sorted(set(parse_event(event, text, where))))
         yield {"id": record.get("id", str(number)), "text": text, "events": events, "line": number}
@@ -71,7 +77,8 @@ def read_duee(path, schema: dict[str, list[str]]) -> Iterator[dict]:
         arguments = []
         if "trigger" in event:
             arguments.append((TRIGGER_ROLE, event["trigger"], event.get("trigger_start_index")))
-        for argument in event.get("arguments", []):
+        for k, argument in enumerate(expect(event.get("arguments", []), list, where, f"{event_type} arguments")):
+            expect(argument, dict, where, f"{event_type} arguments[{k}]")
             role = argument.get("role")
             if role not in schema[event_type]:
                 raise DataFormatError(f"{where}: role {role!r} is not a role of {event_type!r} in the schema.")
@@ -79,7 +86,8 @@ def read_duee(path, schema: dict[str, list[str]]) -> Iterator[dict]:
         for role, value, start in arguments:
             if not isinstance(value, str) or not value:
                 raise DataFormatError(f"{where}: {event_type}/{role} has no argument text.")
-            if not isinstance(start, int) or start < 0 or start + len(value) > len(text):
+            expect(start, int, where, f"the start index of {event_type}/{role} {value!r}")
+            if start < 0 or start + len(value) > len(text):
                 raise DataFormatError(f"{where}: offset {start} of {event_type}/{role} {value!r} is outside the "
                                       f"text (length {len(text)}).")
             if text[start:start + len(value)] != value:
@@ -87,7 +95,7 @@ def read_duee(path, schema: dict[str, list[str]]) -> Iterator[dict]:
                                       f"text there is {text[start:start + len(value)]!r}).")
             yield event_type, role, value, start
 
-    return _event_lines(path, schema, lambda record: record["text"], parse_event)
+    return _event_lines(path, schema, lambda record, where: record["text"], parse_event)
 
 
 def read_duie_schema(path) -> list[str]:
@@ -95,6 +103,7 @@ def read_duie_schema(path) -> list[str]:
     for number, record in json_lines(path):
         if "predicate" not in record:
             raise DataFormatError(f"{path}:{number}: a schema line needs a predicate.")
+        expect(record["predicate"], str, f"{path}:{number}", "predicate")
         if record["predicate"] not in predicates:
             predicates.append(record["predicate"])
     return predicates
@@ -105,16 +114,18 @@ def read_duie(path, predicates: list[str]) -> Iterator[dict]:
     subject and object must occur in the text)."""
     for number, record in json_lines(path):
         where = f"{path}:{number}"
-        text = record.get("text")
-        if not isinstance(text, str):
+        if "text" not in record:
             raise DataFormatError(f"{where}: missing text.")
+        text = expect(record["text"], str, where, "text")
         triples = []
-        for spo in record.get("spo_list", []):
+        for k, spo in enumerate(expect(record.get("spo_list", []), list, where, "spo_list")):
+            expect(spo, dict, where, f"spo_list[{k}]")
             predicate = spo.get("predicate")
             if predicate not in predicates:
                 raise DataFormatError(f"{where}: predicate {predicate!r} is not in the schema.")
             for side in ("subject", "object"):
-                if not isinstance(spo.get(side), str) or spo[side] not in text:
+                expect(spo.get(side), str, where, f"the {side} of {predicate}")
+                if spo[side] not in text:
                     raise DataFormatError(f"{where}: {side} {spo.get(side)!r} does not occur in the text.")
             triples.append((spo["subject"], predicate, spo["object"]))
         yield {"text": text, "triples": sorted(set(triples)), "line": number}
@@ -132,19 +143,25 @@ def read_cluener(path, types: list[str] | None = None) -> Iterator[dict]:
     types = types or CLUENER_TYPES
     for number, record in json_lines(path):
         where = f"{path}:{number}"
-        text = record.get("text")
-        if not isinstance(text, str):
+        if "text" not in record:
             raise DataFormatError(f"{where}: missing text.")
+        text = expect(record["text"], str, where, "text")
         if "label" not in record:
             yield {"id": record.get("id", number - 1), "text": text, "entities": None, "line": number}
             continue
         entities = []
-        for kind, mentions in record["label"].items():
+        label = expect(record["label"], dict, where, 'label (an object {type: {mention: [[start, end], ...]}})')
+        for kind, mentions in label.items():
             if kind not in types:
                 raise DataFormatError(f"{where}: entity type {kind!r} is not one of {types}.")
+            expect(mentions, dict, where, f"label[{kind!r}] (an object {{mention: [[start, end], ...]}})")
             for mention, spans in mentions.items():
-                for span in spans:
-                    if not (isinstance(span, list) and len(span) == 2 and 0 <= span[0] <= span[1] < len(text)):
+                for span in expect(spans, list, where, f"the spans of {kind} {mention!r}"):
+                    if not (isinstance(span, list) and len(span) == 2
+                            and all(isinstance(i, int) and not isinstance(i, bool) for i in span)):
+                        raise DataFormatError(f"{where}: span {span!r} of {kind} {mention!r} must be [start, end] "
+                                              f"(two integers).")
+                    if not 0 <= span[0] <= span[1] < len(text):
                         raise DataFormatError(f"{where}: span {span} of {kind} {mention!r} is outside the text "
                                               f"(length {len(text)}).")
                     if text[span[0]:span[1] + 1] != mention:
@@ -179,6 +196,9 @@ def read_duee_fin_schema(path) -> tuple[dict[str, list[str]], dict[tuple[str, st
                     roles.append(role["role"])
         except (KeyError, TypeError, AttributeError):
             raise DataFormatError(f"{path}:{number}: a schema line needs event_type and role_list[].role.") from None
+        expect(event_type, str, f"{path}:{number}", "event_type")
+        for role in roles:
+            expect(role, str, f"{path}:{number}", f"a role or enum_items value of {event_type}")
         schema[event_type] = roles
     return schema, enum_roles
 
@@ -189,12 +209,13 @@ def read_duee_fin(path, schema: dict[str, list[str]], enum_roles: dict) -> Itera
 
     def parse_event(event, text, where):
         event_type = event["event_type"]
-        trigger = normalize_whitespace(event.get("trigger", ""))
+        trigger = normalize_whitespace(expect(event.get("trigger", ""), str, where, f"the trigger of {event_type}"))
         start = text.find(trigger) if trigger else -1
         if start < 0:
             raise DataFormatError(f"{where}: trigger {trigger!r} of {event_type} does not occur in the text.")
         yield event_type, TRIGGER_ROLE, trigger, start
-        for argument in event.get("arguments", []):
+        for k, argument in enumerate(expect(event.get("arguments", []), list, where, f"{event_type} arguments")):
+            expect(argument, dict, where, f"{event_type} arguments[{k}]")
             role, value = argument.get("role"), normalize_whitespace(str(argument.get("argument", "")))
             if (event_type, value) in enum_roles and enum_roles[(event_type, value)][1] == role:
                 yield event_type, value, trigger, start
@@ -206,5 +227,8 @@ def read_duee_fin(path, schema: dict[str, list[str]], enum_roles: dict) -> Itera
                 raise DataFormatError(f"{where}: {event_type}/{role} {value!r} does not occur in the text.")
             yield event_type, role, value, position
 
-    return _event_lines(path, schema, lambda record: normalize_whitespace(record.get("title", "") + "\n"
-                                                                          + record["text"]), parse_event)
+    def text_of(record, where):
+        title = expect(record.get("title", ""), str, where, "title")
+        return normalize_whitespace(title + "\n" + record["text"])
+
+    return _event_lines(path, schema, text_of, parse_event)
