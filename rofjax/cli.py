@@ -140,9 +140,15 @@ def _read_source(args):
             return config, params, source, os.path.join(source, "config.json")
         config = load_model_config(args.checkpoint)
         params = restore_params(args.checkpoint)
+        if "encoder" in params:                 # a training run's task model: its encoder is what converts
+            heads = sorted(k for k in params if k != "encoder")
+            print(f"rofjax: converting the encoder of a task model (not converted: {heads})", file=sys.stderr)
+            params = params["encoder"]
         params_folder = os.path.join(source, PARAMS_ITEM)
-        return config, params, params_folder if os.path.isdir(params_folder) else source, \
-            os.path.join(source, CONFIG_FILE)
+        config_file = os.path.join(source, CONFIG_FILE)
+        if not os.path.exists(config_file):     # a run's best/ or checkpoints/: the config beside them
+            config_file = os.path.join(os.path.dirname(source.rstrip(os.sep)), CONFIG_FILE)
+        return config, params, params_folder if os.path.isdir(params_folder) else source, config_file
     except (CheckpointMismatchError, FileNotFoundError, KeyError, ImportError):
         raise
     except Exception as error:

@@ -8,6 +8,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from train._errors import parse_flags, report_user_errors
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file defining get_config().", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics and TensorBoard logs go here; rerunning resumes.")
@@ -21,7 +23,6 @@ def main(program: str):
         del argv
         for name in ("absl", "jax", "orbax", "tensorflow_datasets"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        from rofjax.checkpoint.run import RunLockedError
         from rofjax.training.loop import NonFiniteLossError, run
 
         config, path = FLAGS.config, config_flags.get_config_filename(FLAGS["config"])
@@ -29,15 +30,11 @@ def main(program: str):
         if wanted != program:
             raise app.UsageError(f"{path} is a config.task={config.task!r} config; run it with train.{wanted}.")
         try:
-            result = run(config, FLAGS.workdir)
+            result = report_user_errors(lambda: run(config, FLAGS.workdir))
         except NonFiniteLossError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(3)
-        except (ValueError, KeyError, FileNotFoundError, PermissionError, RunLockedError) as error:
-            message = error.args[0] if isinstance(error, KeyError) and error.args else error
-            print(f"error: {message}", file=sys.stderr)
-            sys.exit(2)
         for name, value in result.items():
             print(f"dev {name}: {value:.4f}" if isinstance(value, float) else f"dev {name}: {value}")
 
-    app.run(_run)
+    app.run(_run, flags_parser=parse_flags)

@@ -12,6 +12,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from train._errors import parse_flags, report_user_errors
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The training config of the run.", lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's folder (holds best/ or checkpoints/).")
@@ -79,8 +81,8 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
 
 def main(argv):
     del argv
-    print(predict(FLAGS.config, FLAGS.workdir, FLAGS.input, FLAGS.checkpoint))
+    print(report_user_errors(lambda: predict(FLAGS.config, FLAGS.workdir, FLAGS.input, FLAGS.checkpoint)))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

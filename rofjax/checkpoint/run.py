@@ -75,7 +75,18 @@ def save_params(directory: str | os.PathLike, params, config: ModelConfig | None
 
 
 def load_model_config(directory: str | os.PathLike) -> ModelConfig:
-    return ModelConfig.from_json(os.path.join(os.fspath(directory), CONFIG_FILE))
+    """The `model_config.json` of a parameters folder; for a training run's `best/` or `checkpoints/`, the one the
+    run wrote beside them."""
+    directory = os.fspath(directory)
+    for folder in (directory, os.path.dirname(os.path.abspath(directory))):
+        if os.path.exists(os.path.join(folder, CONFIG_FILE)):
+            return ModelConfig.from_json(os.path.join(folder, CONFIG_FILE))
+    return ModelConfig.from_json(os.path.join(directory, CONFIG_FILE))     # names the missing file
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
 
 
 def sorted_steps(directory: str | os.PathLike) -> list[int]:
@@ -95,6 +106,9 @@ def _locate(directory: str, step: int | None) -> tuple[str, str | None]:
         return os.path.join(directory, PARAMS_ITEM), None
     if os.path.isdir(os.path.join(directory, STATE_ITEM)):
         return os.path.join(directory, STATE_ITEM), PARAMS_ITEM
+    if step is None and not sorted_steps(directory) and (os.path.isdir(os.path.join(directory, BEST))
+                                                         or os.path.isdir(os.path.join(directory, CHECKPOINTS))):
+        return _locate(RunFolder(directory).params_folder(), None)          # a run folder: its best parameters
     chosen = step if step is not None else latest_step(directory)
     if chosen is not None:
         step_dir = os.path.join(directory, str(chosen))
@@ -199,6 +213,8 @@ class RunFolder:
     def open(self) -> RunFolder:
         """Take the folder for this run: lock it against a second run, check it can be written, open the
         checkpoint managers."""
+        if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
+            raise FileExistsError(f"--workdir {self.workdir} is a file, not a folder.")
         os.makedirs(self.workdir, exist_ok=True)
         self._lock()
         for name in (CHECKPOINTS, BEST):
@@ -255,9 +271,16 @@ class RunFolder:
                     STATE_ITEM: ocp.args.PyTreeRestore(
                         item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
                     DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
-            except Exception as error:                   # any damage: orbax, tensorstore and pytree errors differ
+            except Exception as error:                   # orbax, tensorstore and pytree errors differ
+                mismatch = self._shape_mismatch(step, abstract_state)
+                if mismatch:
+                    # Another model or optimiser, not damage: the checkpoints stay where they are.
+                    raise CheckpointMismatchError(
+                        f"{self.path(CHECKPOINTS)}/{step} was saved by a run of another model or optimiser "
+                        f"({mismatch}); rerun with the config it was trained with, or choose another "
+                        f"--workdir.") from None
                 aside = self._move_aside(step)
-                cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+                cause = _first_line(error)
                 warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
                               f"{aside} and trying the step before it.", stacklevel=2)
                 continue
@@ -266,6 +289,24 @@ class RunFolder:
         # No checkpoint committed (a run killed before its first save): start over, dropping what it logged.
         self.truncate_logs(0)
         return None
+
+    def _shape_mismatch(self, step: int, abstract_state) -> str | None:
+        """How the stored train state's shapes differ from the ones this run needs (`None` when they agree, or
+        when the stored metadata cannot be read — damage, not a different model)."""
+        try:
+            with ocp.PyTreeCheckpointer() as checkpointer:
+                stored = _metadata_tree(checkpointer, self.path(os.path.join(CHECKPOINTS, str(step), STATE_ITEM)))
+            have = sorted(tuple(m.shape) for m in jax.tree_util.tree_leaves(stored) if hasattr(m, "shape"))
+        except Exception:                                  # unreadable metadata is damage
+            return None
+        want = sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(abstract_state))
+        if have == want or not have:                       # no arrays listed: the metadata itself is damaged
+            return None
+        if len(have) != len(want):
+            return f"{len(have)} stored arrays, {len(want)} needed"
+        stored_only = [shape for shape in have if shape not in want]
+        needed_only = [shape for shape in want if shape not in have]
+        return f"stored shape {stored_only[0] if stored_only else '?'} where {needed_only[0] if needed_only else '?'} is needed"
 
     def _move_aside(self, step: int) -> str:
         if jax.process_index() == 0:
@@ -292,6 +333,14 @@ class RunFolder:
         self._manager.save(step, args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.PyTreeSave(state), DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
             CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), force=force)
+
+    def save_model_config(self, model_config: ModelConfig) -> None:
+        """`model_config.json` beside `best/` and `checkpoints/`, so the run's parameters can be converted or
+        loaded without its training config."""
+        if jax.process_index() == 0:
+            tmp = self.path(CONFIG_FILE + ".tmp")
+            model_config.to_json(tmp)
+            os.replace(tmp, self.path(CONFIG_FILE))
 
     def save_best(self, step: int, params, config, metrics: dict) -> None:
         """Keep `params` under best/ when `metrics[best_metric]` is the best so far."""
@@ -409,7 +458,7 @@ def load_encoder(path: str, params: dict) -> dict:
     except (FileNotFoundError, CheckpointMismatchError):
         raise
     except Exception as error:                            # a damaged checkpoint: orbax/tensorstore errors vary
-        cause = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        cause = _first_line(error)
         raise ValueError(f"config.train.init_checkpoint={path!r} could not be read ({cause}).") from None
     encoder_params = restored.get("encoder", restored)
     target = params["encoder"] if "encoder" in params else params

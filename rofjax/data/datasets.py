@@ -136,6 +136,9 @@ def _tfds_split(builder_name: str):
         from rofjax.data.builders import BUILDERS
         from rofjax.data.pipeline import prepare
 
+        if folder and os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(f"config.data.data_dir={folder!r} is a file; {builder_name} needs a folder "
+                                     f"to build its dataset in (or \"\" for ~/.cache/rofjax/tfds).")
         builder = prepare(BUILDERS[builder_name], folder or os.path.join(cache_root(), "tfds"))
         return builder.as_data_source(split=split) if split in builder.info.splits else None
 
@@ -287,7 +290,8 @@ def jsonl_classification(name: str, labels: Sequence[str], *, train: str = "trai
     from rofjax.data.readers import jsonl
 
     def read(path: str, folder: str):
-        return jsonl.read_classification(path, labels, text_key=text_key, pair_key=pair_key, label_key=label_key)
+        return jsonl.read_classification(path, labels, text_key=text_key, pair_key=pair_key, label_key=label_key,
+                                         labelled=os.path.basename(path) != test)
 
     return DatasetSpec(name, _local_split(name, {"train": (train,), "validation": (validation,), "test": (test,)},
                                           read),

@@ -12,6 +12,8 @@ saves the current step and exits cleanly. A non-finite loss stops the run naming
 from __future__ import annotations
 
 import json
+import math
+import os
 import signal
 import sys
 import time
@@ -84,6 +86,11 @@ def evaluate(trainer, task, params, records, config) -> dict:
         return task.evaluate(params, subset, config.train.batch_size)
 
 
+def _strict(row: dict) -> dict:
+    """Non-finite numbers as null, so every row is strict JSON (jq and friends reject NaN)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+
 class _Reporter:
     """Where metrics go: `metrics.jsonl` / `eval_metrics.jsonl`, TensorBoard and the progress bar (process 0)."""
 
@@ -100,7 +107,7 @@ class _Reporter:
 
     def train_row(self, row: dict) -> None:
         if self.lead:
-            self.metrics.write(json.dumps(row) + "\n")
+            self.metrics.write(json.dumps(_strict(row)) + "\n")
             self.metrics.flush()
             for name, value in row.items():
                 if name != "step":
@@ -113,7 +120,7 @@ class _Reporter:
         if not self.lead:
             return
         with open(self.eval_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **result}) + "\n")
+            f.write(json.dumps(_strict({"step": step, **result})) + "\n")
         for name, value in result.items():
             self.writer.add_scalar(f"eval/{name}", value, step)
         self.progress.write(f"step {step}: eval " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -129,6 +136,8 @@ class _Reporter:
 
 def run(config, workdir: str) -> dict:
     validate_config(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
     mesh = mesh_from_config(config)
     check_batch_fits_mesh(config, mesh)
@@ -162,6 +171,7 @@ def run(config, workdir: str) -> dict:
             if train.init_checkpoint:
                 state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
                 print(f"initialised the encoder from {train.init_checkpoint}", flush=True)
+        folder.save_model_config(task.model_config)      # only once the folder's checkpoints fit this model
 
         stop = {"signal": None}
 

@@ -81,6 +81,9 @@ def test_malformed_jsonl_lines_name_file_and_line(tmp_path):
     (tmp_path / "dev.jsonl").write_text('{"text": "好", "label": 1}\n{"text": \n', encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"dev.jsonl:2: not valid JSON"):
         list(spec.read_file(str(tmp_path / "dev.jsonl"), str(tmp_path)))
+    _write_jsonl(tmp_path / "dev.jsonl", [{"text": "好", "label": 1}, {"text": "差"}])
+    with pytest.raises(DataFormatError, match=r"dev.jsonl:2: no 'label' field; train and dev lines need a label"):
+        list(spec.read_file(str(tmp_path / "dev.jsonl"), str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="no validation file for bad_reviews"):
         (tmp_path / "dev.jsonl").unlink()
         spec.split("train", str(tmp_path))

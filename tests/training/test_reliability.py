@@ -100,3 +100,30 @@ def test_an_init_checkpoint_of_another_depth_names_one_parameter(tmp_path):
     with pytest.raises(ValueError, match=r"one_layer/checkpoints: (the )?encoder (parameter|has) \S+") as error:
         run(config, str(tmp_path / "two_layers"))
     assert len(str(error.value)) < 300                                    # a parameter, not two whole trees
+
+
+def test_a_rerun_with_another_model_is_refused_and_its_checkpoints_kept(tmp_path):
+    from rofjax.checkpoint import CheckpointMismatchError
+    from rofjax.cli import main as rofjax_cli
+
+    workdir = tmp_path / "run"
+    run(tiny(2), str(workdir))
+    wider = tiny(4)
+    wider.model.hidden_size = 48
+    with pytest.raises(CheckpointMismatchError, match="saved by a run of another model or optimiser"):
+        run(wider, str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]             # nothing moved aside
+    # The run folder converts as it is: parameters from best/, the model config the run wrote beside it.
+    assert rofjax_cli(["convert", "--from", "rofjax", "--checkpoint", str(workdir / "best"),
+                       "--out", str(tmp_path / "exported")]) == 0
+
+
+def test_user_errors_end_in_one_line_and_exit_code_2(capsys):
+    from train._errors import report_user_errors
+
+    def fail():
+        raise FileNotFoundError("/data/x.jsonl not found.")
+
+    with pytest.raises(SystemExit) as exit_:
+        report_user_errors(fail)
+    assert exit_.value.code == 2 and capsys.readouterr().err == "error: /data/x.jsonl not found.\n"

@@ -109,9 +109,9 @@ def expect(value, kind: type | tuple[type, ...], where: str, what: str):
 
 
 def read_classification(path, labels: Sequence[str], *, text_key: str = "text", pair_key: str | None = None,
-                        label_key: str = "label") -> Iterator[dict]:
+                        label_key: str = "label", labelled: bool = False) -> Iterator[dict]:
     """`{id, text, pair, label}` records (`label` the index in `labels`; -1 on a line without one, as in a test
-    file; `pair` "" for single sentences)."""
+    file; `pair` "" for single sentences). `labelled=True` (train and dev files) makes a missing label an error."""
     index = {str(label): i for i, label in enumerate(labels)}
     for number, record in json_lines(path):
         where = f"{path}:{number}"
@@ -120,6 +120,8 @@ def read_classification(path, labels: Sequence[str], *, text_key: str = "text", 
         text = expect(record[text_key], str, where, f"field {text_key!r}")
         pair = expect(record.get(pair_key, ""), str, where, f"field {pair_key!r}") if pair_key else ""
         label = -1
+        if labelled and label_key not in record:
+            raise DataFormatError(f"{where}: no {label_key!r} field; train and dev lines need a label.")
         if label_key in record:
             value = record[label_key]
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
