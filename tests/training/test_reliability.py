@@ -93,16 +93,7 @@ def test_skipped_updates_are_counted_stopped_and_never_kept_as_best(tmp_path):
     assert not any(name.isdigit() for name in os.listdir(tmp_path / "run" / "best"))
 
 
-def test_an_init_checkpoint_of_another_depth_names_one_parameter(tmp_path):
-    run(tiny(2), str(tmp_path / "one_layer"))
-    config = tiny(2, init_checkpoint=str(tmp_path / "one_layer" / "checkpoints"))
-    config.model.num_layers = 2
-    with pytest.raises(ValueError, match=r"one_layer/checkpoints: (the )?encoder (parameter|has) \S+") as error:
-        run(config, str(tmp_path / "two_layers"))
-    assert len(str(error.value)) < 300                                    # a parameter, not two whole trees
-
-
-def test_a_rerun_with_another_model_is_refused_and_its_checkpoints_kept(tmp_path):
+def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path):
     from rofjax.checkpoint import CheckpointMismatchError
     from rofjax.cli import main as rofjax_cli
 
@@ -116,6 +107,12 @@ def test_a_rerun_with_another_model_is_refused_and_its_checkpoints_kept(tmp_path
     # The run folder converts as it is: parameters from best/, the model config the run wrote beside it.
     assert rofjax_cli(["convert", "--from", "rofjax", "--checkpoint", str(workdir / "best"),
                        "--out", str(tmp_path / "exported")]) == 0
+    # Its parameters as the init_checkpoint of a deeper model: one parameter named, not two whole trees.
+    deeper = tiny(2, init_checkpoint=str(workdir / "checkpoints"))
+    deeper.model.num_layers = 2
+    with pytest.raises(ValueError, match=r"run/checkpoints: (the )?encoder (parameter|has) \S+") as error:
+        run(deeper, str(tmp_path / "deeper"))
+    assert len(str(error.value)) < 300
 
 
 def test_user_errors_end_in_one_line_and_exit_code_2(capsys):
