@@ -51,6 +51,8 @@ def test_the_readme_jsonl_example_trains_evaluates_and_predicts(tmp_path, monkey
         config.data.data_dir = str(data)
         config.train.total_steps = 30
         config.train.batch_size = 8
+        config.model.num_layers, config.model.hidden_size, config.model.intermediate_size = 1, 64, 128
+        config.data.max_length = 24
         config.eval.every = 0
         config.train.progress_bar = False
         result = run(config, str(tmp_path / "run"))
