@@ -72,7 +72,8 @@ class _SpanPointer(nn.Module):
         return jnp.where(allowed, logits, jnp.asarray(self.mask_value, logits.dtype))
 
     def _scores(self, x, layer, rotate):
-        raise NotImplementedError
+        """`[batch, heads, n, n]` span scores; each pointer variant defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} defines no span scores")
 
 
 class GlobalPointer(_SpanPointer):

@@ -18,6 +18,7 @@ have one shape (padding rows), so evaluation and prediction compile once.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
@@ -33,7 +34,7 @@ from rofjax.models.flops import encoder_forward_flops
 
 
 @dataclasses.dataclass
-class Task:
+class Task(abc.ABC):
     """Base of every task. Subclasses are dataclasses that add their own fields (at least `max_length`) and build
     `self.model` in `__post_init__`."""
 
@@ -47,10 +48,10 @@ class Task:
     predict_keys: ClassVar[tuple[str, ...]] = ("input_ids",)
 
     @classmethod
+    @abc.abstractmethod
     def from_config(cls, config, model_config: ModelConfig, tokenizer: Tokenizer, labels, **options) -> Task:
         """The task of a training config: `labels` is the dataset's label set (`DatasetSpec.labels`), `options`
         what the dataset asks of this task (`DatasetSpec.tasks`)."""
-        raise NotImplementedError(f"{cls.__name__}.from_config")
 
     # Host side --------------------------------------------------------------------------------------------------
     def encode(self, record: dict) -> dict:
@@ -60,9 +61,9 @@ class Task:
     def expand(self, record: dict) -> list[dict]:
         return [record]
 
+    @abc.abstractmethod
     def init_batch(self, batch_size: int) -> dict:
         """A batch of the right shapes and dtypes (values arbitrary), for initialisation and compilation."""
-        raise NotImplementedError(f"{type(self).__name__}.init_batch")
 
     def tokens(self, batch: dict) -> int:
         """Non-padding tokens of a batch, for tokens/s."""
@@ -84,9 +85,9 @@ class Task:
     def init_params(self, rng, batch: dict):
         return self.model.init(rng, batch["input_ids"])["params"]
 
+    @abc.abstractmethod
     def loss(self, params, batch: dict, rng, step) -> tuple[Any, dict]:
         """`(scalar loss, {name: scalar})` of a training batch; `rng` drives dropout, `step` schedules."""
-        raise NotImplementedError(f"{type(self).__name__}.loss")
 
     def eval_sums(self, params, batch: dict) -> dict:
         """Sums over a batch (rows with `weights == 0` are padding) that `summarize` turns into metrics."""
