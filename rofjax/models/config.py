@@ -1,15 +1,21 @@
 """`ModelConfig`: one frozen dataclass that describes every encoder variant, and the published presets.
 
-RoFormer (v1), RoFormerV2 and GAU-α are configurations of one `Encoder`, not three models:
+BERT/RoBERTa, RoFormer (v1), RoFormerV2 and GAU-α are configurations of one `Encoder`, not four models:
 
-| family      | block     | norm              | bias | act   | attention     | MLM head              | init                |
-|-------------|-----------|-------------------|------|-------|---------------|-----------------------|---------------------|
-| roformer    | attention | LayerNorm, post   | yes  | gelu  | softmax       | dense+LN+tied+bias    | trunc-normal 0.02   |
-| roformer_v2 | attention | RMSNorm (no gain) | no   | relu  | softmax       | tied, no bias         | depth-scaled, order 2 |
-| gau_alpha   | gau       | RMSNorm (no gain) | no   | swish | softmax_plus  | tied, no bias         | depth-scaled, order 3 |
+| family      | block     | positions | norm              | bias | act   | attention     | MLM head           | init        |
+|-------------|-----------|-----------|-------------------|------|-------|---------------|--------------------|-------------|
+| bert        | attention | learned   | LayerNorm, post   | yes  | gelu  | softmax       | dense+LN+tied+bias | trunc 0.02  |
+| roformer    | attention | RoPE      | LayerNorm, post   | yes  | gelu  | softmax       | dense+LN+tied+bias | trunc 0.02  |
+| roformer_v2 | attention | RoPE      | RMSNorm (no gain) | no   | relu  | softmax       | tied, no bias      | depth, 2    |
+| gau_alpha   | gau       | RoPE      | RMSNorm (no gain) | no   | swish | softmax_plus  | tied, no bias      | depth, 3    |
 
-The config reads and writes bert4keras's `bert_config.json` and Hugging Face's `config.json` (RoFormer, JunnYu's
-RoFormerV2 and GAU-α ports).
+(`gelu` is the erf form, as Google BERT and bert4keras compute it.) Chinese RoBERTa-wwm-ext is a BERT checkpoint.
+
+`lst` adds a Ladder Side-Tuning side network to any of them (`rofjax.models.ladder`): the encoder then returns the
+side network's output and its backbone is frozen.
+
+The config reads and writes bert4keras's `bert_config.json` and Hugging Face's `config.json` (BERT, RoFormer,
+JunnYu's RoFormerV2 and GAU-α ports).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from rofjax.nn.attention import ATTENTION_IMPLEMENTATIONS, NORMALIZATIONS
 from rofjax.nn.embedding import LOOKUPS
 from rofjax.nn.rope import LAYOUTS, SCALINGS, RopeOptions
 
-FAMILIES: tuple[str, ...] = ("roformer", "roformer_v2", "gau_alpha")
+FAMILIES: tuple[str, ...] = ("bert", "roformer", "roformer_v2", "gau_alpha")
+POSITION_EMBEDDINGS = ("rope", "absolute")
+LST_DESIGNS = ("none", "su", "gated")
 BLOCK_TYPES = ("attention", "gau")
 NORM_TYPES = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("post", "pre")
@@ -68,6 +76,7 @@ class ModelConfig:
     rope_scaling: str = "none"              # none | linear (positions / factor) | ntk (base · factor^(d/(d−2)))
     rope_scaling_factor: float = 1.0
     rotary_value: bool = False
+    position_embedding: str = "rope"        # rope | absolute (BERT: a learned table of max_position_embeddings rows)
     gau_chunk_size: int | None = None       # FLASH mixed-chunk attention for GAU blocks
 
     residual_mode: Literal["plain", "alpha", "deepnorm"] = "plain"
@@ -81,6 +90,18 @@ class ModelConfig:
     attention_dropout_rate: float = 0.1
     mlm_head: Literal["transform", "tied"] = "transform"
 
+    # Ladder Side-Tuning (kexue.fm 9138; `rofjax.models.ladder`). None sizes take the design's defaults: `su`
+    # 4 layers × 128 wide, 4 heads, FFN 512, fed by every (layers/4)-th backbone layer; `gated` the backbone's
+    # architecture with widths / side_reduction, one side block per backbone layer in `side_layers` (all by default).
+    lst: str = "none"                       # none | su | gated
+    side_num_layers: int | None = None
+    side_hidden_size: int | None = None
+    side_num_heads: int | None = None
+    side_intermediate_size: int | None = None
+    side_reduction: int = 8
+    side_layers: tuple[int, ...] | None = None   # gated: backbone layers that feed a side block (layer dropping)
+    side_gate_temperature: float = 0.1
+
     dtype: str = "float32"
     param_dtype: str = "float32"
     scan_layers: bool = False
@@ -91,6 +112,8 @@ class ModelConfig:
     embedding_lookup: str = "auto"          # auto | gather | one_hot: how the embedding gradient is formed
 
     def __post_init__(self):
+        if self.side_layers is not None and not isinstance(self.side_layers, tuple):
+            object.__setattr__(self, "side_layers", tuple(int(i) for i in self.side_layers))   # from JSON lists
         problems = []
 
         def check(name, allowed):
@@ -120,6 +143,22 @@ class ModelConfig:
                             f"set head_size")
         if self.residual_mode == "deepnorm" and self.norm_position != "post":
             problems.append("residual_mode='deepnorm' needs norm_position='post'")
+        check("position_embedding", POSITION_EMBEDDINGS)
+        check("lst", LST_DESIGNS)
+        if self.position_embedding == "absolute" and self.block_type == "gau":
+            problems.append("position_embedding='absolute' is for attention blocks; GAU blocks use RoPE")
+        if self.lst != "none":
+            if self.side_reduction < 1:
+                problems.append(f"side_reduction={self.side_reduction} (must be ≥ 1)")
+            bad = [i for i in self.side_layers or () if not 0 <= i < self.num_layers]
+            if bad:
+                problems.append(f"side_layers {bad} are not layers of a {self.num_layers}-layer backbone")
+            if self.lst == "su" and self.side_layers is not None:
+                problems.append("side_layers is for lst='gated'; lst='su' feeds every (layers / side layers)-th "
+                                "backbone layer")
+            if self.lst == "su" and self.num_layers < (self.side_num_layers or 4):
+                problems.append(f"lst='su' needs at least side_num_layers={self.side_num_layers or 4} backbone "
+                                f"layers; the backbone has {self.num_layers}")
         check("rope_layout", LAYOUTS)
         check("rope_scaling", SCALINGS)
         if self.rope_scaling_factor <= 0:
@@ -174,7 +213,10 @@ class ModelConfig:
         return cls.from_dict(_read_json(path), source=str(path))
 
     def _shared_file_keys(self, file: str) -> dict[str, Any]:
-        if self.rope != RopeOptions():
+        if self.lst != "none":
+            raise ValueError(f"{file} describes the backbone only; this config has a Ladder Side-Tuning side network "
+                             f"(lst={self.lst!r}). Export the backbone's config (config.replace(lst='none')).")
+        if self.rope != RopeOptions() and self.position_embedding == "rope":
             # Neither file has a key for them: the model read back would rotate with the defaults.
             raise ValueError(f"{file} cannot hold RoPE options other than the defaults {RopeOptions()}; this config "
                              f"has {self.rope}.")
@@ -193,8 +235,10 @@ class ModelConfig:
 
     @classmethod
     def from_bert_config(cls, config: dict[str, Any] | str | os.PathLike, family: str, **overrides) -> ModelConfig:
-        """Read a bert4keras `bert_config.json` (a dict or a path) for `family` ∈ roformer, roformer_v2, gau_alpha."""
+        """Read a bert4keras `bert_config.json` (a dict or a path) for `family` ∈ bert, roformer, roformer_v2,
+        gau_alpha (bert4keras's `roberta` is `bert`)."""
         source = "bert_config"
+        family = "bert" if family == "roberta" else family
         if not isinstance(config, dict):
             source = str(config)
             config = _read_json(config)
@@ -213,7 +257,16 @@ class ModelConfig:
         return family_config(family, **values, **overrides)
 
     def to_hf_config(self) -> dict[str, Any]:
-        """Hugging Face `config.json`: transformers' RoFormer for v1, JunnYu's ports for RoFormerV2 and GAU-α."""
+        """Hugging Face `config.json`: transformers' BERT and RoFormer for bert and v1, JunnYu's ports for RoFormerV2
+        and GAU-α (model types `roformer_v2` and `gau_alpha`, which stock transformers refuses to load)."""
+        if self.family == "bert":
+            if self.embedding_size not in (None, self.hidden_size):
+                raise ValueError(f"Hugging Face BERT has no embedding mapping; embedding_size={self.embedding_size} "
+                                 f"differs from hidden_size={self.hidden_size}.")
+            return {**self._shared_file_keys("Hugging Face config.json"), "model_type": "bert",
+                    "architectures": ["BertForMaskedLM"], "initializer_range": self.initializer_range,
+                    "layer_norm_eps": self.norm_epsilon, "pad_token_id": self.pad_token_id,
+                    "position_embedding_type": "absolute"}
         out = {
             **self._shared_file_keys("Hugging Face config.json"),
             "embedding_size": self.resolved_embedding_size,
@@ -228,7 +281,8 @@ class ModelConfig:
         else:
             out.update(model_type="roformer", architectures=["RoFormerForMaskedLM"], rotary_value=self.rotary_value)
             if self.family == "roformer_v2":
-                out.update(use_bias=self.use_bias, norm_type="rms_norm")
+                out.update(model_type="roformer_v2", architectures=["RoFormerV2ForMaskedLM"], use_bias=self.use_bias,
+                           norm_type="rms_norm")
         return out
 
     @classmethod
@@ -242,13 +296,25 @@ class ModelConfig:
         if missing:
             raise KeyError(f"{source}: missing key(s) {missing}.")
         model_type = config.get("model_type", "roformer")
+        if model_type in ("bert", "roberta"):
+            position_type = config.get("position_embedding_type", "absolute")
+            if position_type != "absolute":
+                raise ValueError(f"{source}: position_embedding_type={position_type!r}; rofjax's BERT has learned "
+                                 f"absolute positions only.")
+            values = dict(_read_shared_file_keys(config), norm_epsilon=config.get("layer_norm_eps", 1e-12),
+                          pad_token_id=config.get("pad_token_id", 0) or 0)
+            values.pop("embedding_size", None)
+            if "initializer_range" in config:
+                values["initializer_range"] = config["initializer_range"]
+            return family_config("bert", **values, **overrides)
         if model_type == "gau_alpha":
             family = "gau_alpha"
         elif model_type in ("roformer", "roformer_v2"):
             is_v2 = model_type == "roformer_v2" or config.get("norm_type", "layer_norm") != "layer_norm"
             family = "roformer_v2" if is_v2 else "roformer"
         else:
-            raise ValueError(f"{source}: model_type={model_type!r} is not a RoFormer, RoFormerV2 or GAU-α config.")
+            raise ValueError(f"{source}: model_type={model_type!r} is not a BERT, RoFormer, RoFormerV2 or GAU-α "
+                             f"config.")
         values = dict(_read_shared_file_keys(config), norm_epsilon=config.get("layer_norm_eps", 1e-12),
                       pad_token_id=config.get("pad_token_id", 0) or 0)
         if "initializer_range" in config:
@@ -311,6 +377,11 @@ def _write_json(path, values: dict[str, Any]) -> None:
 # Families and presets ------------------------------------------------------------------------------------------
 
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bert": dict(
+        block_type="attention", hidden_act="gelu", use_bias=True, norm_type="layernorm",
+        dropout_before_embedding_norm=False, attention_normalization="softmax", initializer="bert",
+        mlm_head="transform", position_embedding="absolute",
+    ),
     "roformer": dict(
         block_type="attention", hidden_act="gelu", use_bias=True, norm_type="layernorm",
         dropout_before_embedding_norm=False, attention_normalization="softmax", initializer="bert",
@@ -343,6 +414,10 @@ def _sizes(layers, hidden, heads, ffn, vocab, **extra):
 
 
 PRESETS: dict[str, ModelConfig] = {
+    # Google's chinese_L-12_H-768_A-12 and HFL's Chinese RoBERTa-wwm-ext (base, large): BERT checkpoints, vocab 21128.
+    "bert_chinese_base": family_config("bert", **_sizes(12, 768, 12, 3072, 21128)),
+    "roberta_wwm_ext_chinese_base": family_config("bert", **_sizes(12, 768, 12, 3072, 21128)),
+    "roberta_wwm_ext_chinese_large": family_config("bert", **_sizes(24, 1024, 16, 4096, 21128)),
     # RoFormer v1: chinese_roformer[-char]_L-{6,12}_H-{384,768}_A-{6,12}; word-level vocab 50000 (jieba).
     "roformer_chinese_char_small": family_config("roformer", **_sizes(6, 384, 6, 1536, 12000)),
     "roformer_chinese_char_base": family_config("roformer", **_sizes(12, 768, 12, 3072, 12000)),
@@ -357,6 +432,7 @@ PRESETS: dict[str, ModelConfig] = {
     # GAU-α: chinese_GAU-alpha-char_L-24_H-768 (e = 1536, s = 128, one head).
     "gau_alpha_chinese_char_base": family_config("gau_alpha", **_sizes(24, 768, 1, 1536, 12000)),
     # Tiny models for tests and demos.
+    "bert_tiny": family_config("bert", **_sizes(2, 64, 4, 128, 1000)),
     "roformer_tiny": family_config("roformer", **_sizes(2, 64, 4, 128, 1000)),
     "roformer_v2_tiny": family_config("roformer_v2", **_sizes(2, 64, 4, 128, 1000)),
     "gau_alpha_tiny": family_config("gau_alpha", **_sizes(2, 64, 1, 128, 1000, key_size=32)),

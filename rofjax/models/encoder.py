@@ -59,17 +59,29 @@ class Embeddings(nn.Module):
             segment_init = nn.with_logical_partitioning(kernel_initializer(cfg), (None, "embed"))
             self.token_type_embeddings = TokenEmbedding(cfg.type_vocab_size, size, embedding_init=segment_init,
                                                         lookup=cfg.embedding_lookup, **dtypes(cfg))
+        if cfg.position_embedding == "absolute":
+            position_init = nn.with_logical_partitioning(kernel_initializer(cfg), (None, "embed"))
+            self.position_embeddings = TokenEmbedding(cfg.max_position_embeddings, size, embedding_init=position_init,
+                                                      lookup=cfg.embedding_lookup, **dtypes(cfg))
         self.norm = make_norm(cfg, "norm")
         self.dropout = Dropout(cfg.dropout_rate)
         if size != cfg.hidden_size:
             self.mapping = dense(cfg.hidden_size, ("embed", "mlp"), name="mapping", use_bias=cfg.use_bias,
                                  kernel_init=kernel_initializer(cfg), **dtypes(cfg))
 
-    def __call__(self, input_ids, segment_ids, deterministic: bool):
+    def __call__(self, input_ids, segment_ids, deterministic: bool, positions=None):
         cfg = self.config
         x = self.word_embeddings(input_ids)
         if cfg.type_vocab_size > 0:
             x = x + self.token_type_embeddings(segment_ids)
+        if cfg.position_embedding == "absolute":
+            length = input_ids.shape[1]
+            if length > cfg.max_position_embeddings:
+                raise ValueError(f"{length} tokens exceed the {cfg.max_position_embeddings} learned positions of "
+                                 f"this model (max_position_embeddings); shorten data.max_length.")
+            if positions is None:
+                positions = jnp.arange(length, dtype=jnp.int32)[None, :]
+            x = x + self.position_embeddings(jnp.broadcast_to(positions, input_ids.shape))
         if cfg.dropout_before_embedding_norm:
             x = self.norm(self.dropout(x, deterministic=deterministic))
         else:
@@ -114,7 +126,8 @@ class EncoderLayer(nn.Module):
         if cfg.block_type == "attention":
             attention = MultiHeadAttention(
                 num_heads=cfg.num_heads, head_size=cfg.resolved_head_size, key_size=cfg.resolved_key_size,
-                rotary_value=cfg.rotary_value, implementation=cfg.attention_implementation,
+                rotary_value=cfg.rotary_value, use_rope=cfg.position_embedding == "rope",
+                implementation=cfg.attention_implementation,
                 fused_dropout=cfg.fused_attention_dropout, max_documents=self.max_documents, name="attention",
                 **attention_common,
             )
@@ -235,7 +248,7 @@ class Encoder(nn.Module):
         if positions is None:
             positions = jnp.arange(input_ids.shape[1], dtype=jnp.int32)[None, :]
         alpha = jnp.asarray(1.0 if residual_alpha is None else residual_alpha, jnp.float32)
-        x = self.embeddings(input_ids, segment_ids, deterministic)
+        x = self.embeddings(input_ids, segment_ids, deterministic, positions)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
         return self.transformer(x, attention_mask, positions, alpha, deterministic, doc_ids, max_documents)
 
