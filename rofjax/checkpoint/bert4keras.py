@@ -1,7 +1,9 @@
 """bert4keras / Google-BERT TF1 checkpoints (`bert_model.ckpt` + `bert_config.json`) ↔ rofjax parameters.
 
-Names follow bert4keras's `variable_mapping()` for `RoFormer`, `RoFormerV2` and `GAU_alpha` (kernels are stored
-`(in, out)`, as our Dense kernels). Reading and writing need TensorFlow (`pip install 'rofjax[convert]'`).
+Names follow bert4keras's `variable_mapping()` for `BERT`, `RoFormer`, `RoFormerV2` and `GAU_alpha` (kernels are
+stored `(in, out)`, as our Dense kernels), which for BERT are Google's own names (`bert/embeddings/
+position_embeddings`, `bert/pooler/dense/*`, `cls/predictions/*`); HFL's Chinese RoBERTa-wwm-ext checkpoints use
+them too. Reading and writing need TensorFlow (`pip install 'rofjax[convert]'`).
 
 GAU-α checkpoints written by a bert4keras whose GatedAttentionUnit created its weights in another order than the
 mapping listed them (`i, o, q, k` in 0.11.3 against `i, q, k, o` later; GAU-alpha issue #494) carry tensors under
@@ -29,6 +31,11 @@ from rofjax.models.config import FAMILIES, ModelConfig
 
 OPTIMIZER_SLOT = re.compile(r"(adam_[mv]|/Adam|AdamWeightDecayOptimizer|global_step|beta[12]_power|"
                             r"good_steps|loss_scale|_slot_|/accum|/v$|/m$|iterations|learning_rate)")
+# Google's pre-training checkpoints (and bert4keras's with_nsp=True) carry the next-sentence-prediction head
+# `cls/seq_relationship/output_weights` and `output_bias`. rofjax has no NSP head, so the tensors are skipped, not
+# reported as unused; they are not written back either.
+NSP_HEAD = re.compile(r"^cls/seq_relationship/")
+MODELS = FAMILIES + ("roberta",)      # bert4keras's `roberta` is a BERT checkpoint
 
 _LAYER = re.compile(r"^transformer/layer_(\d+)/(.+)$")
 _ATTENTION = {"q_dense": "attention/self/query", "k_dense": "attention/self/key",
@@ -42,6 +49,8 @@ def bert4keras_name(path: str, config: ModelConfig) -> str:
         return "bert/embeddings/word_embeddings"
     if path == "embeddings/token_type_embeddings/embedding":
         return "bert/embeddings/token_type_embeddings"
+    if path == "embeddings/position_embeddings/embedding":
+        return "bert/embeddings/position_embeddings"
     if path.startswith("embeddings/norm/"):
         return "bert/embeddings/LayerNorm/" + path.rsplit("/", 1)[1]
     if path.startswith("embeddings/mapping/"):
@@ -141,7 +150,8 @@ def convert_bert4keras(variables: Mapping[str, Any], config: ModelConfig, *, str
     source = _repair_gau_order(dict(variables), config, report)
     params, report = assemble(
         config, source, lambda path: bert4keras_name(path, config), lambda path, value: value,
-        skip=lambda name: bool(OPTIMIZER_SLOT.search(name)), source_label=source_label, strict=strict,
+        skip=lambda name: bool(OPTIMIZER_SLOT.search(name) or NSP_HEAD.search(name)), source_label=source_label,
+        strict=strict,
         report=report,
     )
     return params, report
@@ -151,11 +161,12 @@ def load_bert4keras(checkpoint_path, config_path, model: str, *, strict: bool = 
                     return_report: bool = False):
     """`(config, params)` from a bert4keras checkpoint and its `bert_config.json`.
 
-    `model` is `"roformer"`, `"roformer_v2"` or `"gau_alpha"`. With `strict`, a checkpoint tensor the model does
-    not use is an error (it usually means the wrong `model`); optimizer slots are skipped either way.
+    `model` is `"bert"` (or its alias `"roberta"`), `"roformer"`, `"roformer_v2"` or `"gau_alpha"`. With `strict`,
+    a checkpoint tensor the model does not use is an error (it usually means the wrong `model`); optimizer slots and
+    BERT's next-sentence head are skipped either way.
     """
-    if model not in FAMILIES:
-        raise ValueError(f"Unknown model {model!r} for a bert4keras checkpoint; expected one of {FAMILIES}.")
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r} for a bert4keras checkpoint; expected one of {MODELS}.")
     config = ModelConfig.from_bert_config(config_path, model, scan_layers=scan_layers)
     variables = read_tf_checkpoint(checkpoint_path)
     params, report = convert_bert4keras(variables, config, strict=strict, source_label=str(checkpoint_path))

@@ -118,13 +118,13 @@ class ConversionReport:
 
     loaded: dict[str, str] = dataclasses.field(default_factory=dict)      # our path → source name
     unused: list[str] = dataclasses.field(default_factory=list)
-    skipped: list[str] = dataclasses.field(default_factory=list)          # optimizer slots, derived buffers
+    skipped: list[str] = dataclasses.field(default_factory=list)          # optimizer slots, buffers, NSP head
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"loaded {len(self.loaded)} tensors"]
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} (optimizer state or derived buffers): "
+            lines.append(f"skipped {len(self.skipped)} (optimizer state, derived buffers, NSP head): "
                          f"{', '.join(self.skipped[:5])}{' …' if len(self.skipped) > 5 else ''}")
         if self.unused:
             lines.append(f"UNUSED {len(self.unused)}: {', '.join(self.unused)}")
