@@ -5,9 +5,13 @@
     rofjax convert --from huggingface --checkpoint HF_FOLDER --out DIR
     rofjax convert --from rofjax --checkpoint DIR --to huggingface --out HF_DIR     (or --to bert4keras)
 
+`--model` is bert (alias roberta: Google BERT and HFL RoBERTa-wwm-ext), roformer, roformer_v2 or gau_alpha. A
+RoFormerV2 or GAU-α model goes to Hugging Face only with `--hf-target junnyu` (JunnYu's `roformer` / `gau_alpha`
+packages): stock transformers would load it into RoFormerModel with re-initialised weights.
+
 Every conversion ends with a parity line: the largest |Δ| between hidden states of the converted model and of a
-reference on a fixed probe batch with padding (transformers' RoFormerModel when converting a Hugging Face RoFormer
-and it is installed; otherwise the written files read back from disk).
+reference on a fixed probe batch with padding (transformers' BertModel or RoFormerModel when converting a Hugging
+Face BERT or RoFormer and it is installed; otherwise the written files read back from disk).
 
 The parameters are checked against the model their config describes before anything is written; the output is
 written to `OUT.tmp-<pid>` and renamed to `OUT` only once parity is within `--tolerance`, so a failed conversion
@@ -42,15 +46,18 @@ def _hidden(config, params, ids, segments):
     return np.asarray(Encoder(config).apply({"params": params}, ids, segments), np.float64)
 
 
+TRANSFORMERS_MODELS = {"bert": "BertModel", "roformer": "RoFormerModel"}
+
+
 def _transformers_reference(folder, config, ids, segments):
-    if config.family != "roformer":
+    if config.family not in TRANSFORMERS_MODELS:
         return None
     try:
         import torch
         import transformers
     except ImportError:
         return None
-    model = transformers.RoFormerModel.from_pretrained(folder).eval()
+    model = getattr(transformers, TRANSFORMERS_MODELS[config.family]).from_pretrained(folder).eval()
     with torch.no_grad():
         out = model(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(segments),
                     attention_mask=torch.tensor((ids != 0).astype(np.int64)))
@@ -161,7 +168,7 @@ def _write(args, params, config, folder: str) -> None:
     if args.target == "rofjax":
         save_params(folder, params, config)
     elif args.target == "huggingface":
-        save_huggingface(params, config, folder, vocab_path=args.vocab)
+        save_huggingface(params, config, folder, vocab_path=args.vocab, target=args.hf_target)
     else:
         save_bert4keras(params, config, folder, vocab_path=args.vocab)
 
@@ -208,11 +215,17 @@ def convert(args) -> int:
             raise FileExistsError(f"{out} exists and is not a folder; --overwrite replaces folders only.")
     if args.source == "bert4keras" and (not args.model or not args.config):
         raise SystemExit("rofjax convert --from bert4keras needs --model and --config (bert_config.json).")
+    if args.hf_target != "transformers" and args.target != "huggingface":
+        raise ValueError(f"--hf-target {args.hf_target} is for --to huggingface (this converts to {args.target}).")
 
     steps = tqdm(total=4, desc="convert", unit="step", file=sys.stderr)
     try:
         steps.set_postfix_str(f"reading {args.source}")
         config, params, params_label, config_label = _read_source(args)
+        if args.target == "huggingface":
+            from rofjax.checkpoint.huggingface import check_export_target
+
+            check_export_target(config, args.hf_target, opt_in="--hf-target junnyu")
         _check_fits(config, params, params_label, config_label)
         steps.update()
         delta, label = _write_checked(args, config, params, out, steps)
@@ -250,7 +263,7 @@ def _write_checked(args, config, params, out: str, steps) -> tuple[float, str]:
         reference, label = None, ""
         if args.source == "huggingface":
             reference = _transformers_reference(args.checkpoint, config, ids, segments)
-            label = "transformers RoFormerModel"
+            label = f"transformers {TRANSFORMERS_MODELS.get(config.family)}"
         if reference is None:
             reference = _read_back(args, config, staging, ids, segments)
             label = f"written {args.target} files read back"
@@ -277,13 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = commands.add_parser("convert", help="convert checkpoints between bert4keras, Hugging Face and rofjax")
     c.add_argument("--from", dest="source", choices=SOURCES, required=True)
     c.add_argument("--to", dest="target", choices=TARGETS, default="rofjax")
-    c.add_argument("--model", choices=("roformer", "roformer_v2", "gau_alpha"),
-                   help="model family of a bert4keras checkpoint")
+    c.add_argument("--model", choices=("bert", "roberta", "roformer", "roformer_v2", "gau_alpha"),
+                   help="model family of a bert4keras checkpoint (roberta: a BERT checkpoint, e.g. RoBERTa-wwm-ext)")
     c.add_argument("--config", help="bert_config.json of a bert4keras checkpoint")
     c.add_argument("--checkpoint", required=True,
                    help="bert_model.ckpt prefix, Hugging Face folder, or rofjax checkpoint folder")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--vocab", help="vocab.txt to copy beside an exported checkpoint")
+    c.add_argument("--hf-target", choices=("transformers", "junnyu"), default="transformers",
+                   help="library a --to huggingface export is for: stock transformers (bert, roformer) or JunnYu's "
+                        "roformer / gau_alpha packages (needed for roformer_v2 and gau_alpha)")
     c.add_argument("--lenient", action="store_true",
                    help="report unused source tensors instead of failing on them")
     c.add_argument("--overwrite", action="store_true",

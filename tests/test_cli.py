@@ -35,10 +35,28 @@ def test_convert_bert4keras_to_rofjax_and_on_to_huggingface(rng, tmp_path, capsy
     np.testing.assert_allclose(hidden[IDS != 0], expected[IDS != 0], atol=1e-5)
 
     code = main(["convert", "--from", "rofjax", "--checkpoint", str(tmp_path / "out"), "--to", "huggingface",
-                 "--out", str(tmp_path / "hf")])
+                 "--hf-target", "junnyu", "--out", str(tmp_path / "hf")])
     assert code == 0 and "parity" in capsys.readouterr().out
     hf_config, hf_params = load_huggingface(tmp_path / "hf")
     np.testing.assert_array_equal(np.asarray(Encoder(hf_config).apply({"params": hf_params}, IDS)), hidden)
+
+
+def test_convert_to_huggingface_refuses_roformer_v2_without_hf_target_junnyu(rng, tmp_path, capsys):
+    from rofjax.checkpoint import save_huggingface
+    from rofjax.checkpoint.bert4keras import convert_bert4keras
+    from rofjax.models import ModelConfig
+
+    config = ModelConfig.from_bert_config(BERT_CONFIGS["roformer_v2"], "roformer_v2")
+    params, _ = convert_bert4keras(ref.bert4keras_weights("roformer_v2", BERT_CONFIGS["roformer_v2"], rng), config)
+    save_huggingface(params, config, tmp_path / "src", target="junnyu")
+    args = ["convert", "--from", "huggingface", "--checkpoint", str(tmp_path / "src"), "--to", "huggingface"]
+    code = main(args + ["--out", str(tmp_path / "out")])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert code == 2 and len(err) == 1 and "--hf-target junnyu" in err[0] and "roformer_v2" in err[0]
+    assert not (tmp_path / "out").exists()
+    code = main(args + ["--hf-target", "junnyu", "--out", str(tmp_path / "out")])
+    assert code == 0 and "parity: max |Δ| = 0 " in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "roformer_v2"
 
 
 def test_convert_with_the_wrong_model_names_the_first_mismatched_tensor(rng, tmp_path, capsys):

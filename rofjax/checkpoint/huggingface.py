@@ -1,10 +1,16 @@
-"""Hugging Face RoFormer checkpoints (`config.json` + `model.safetensors` or `pytorch_model.bin`) ↔ rofjax.
+"""Hugging Face BERT and RoFormer checkpoints (`config.json` + `model.safetensors` or `pytorch_model.bin`) ↔ rofjax.
 
-Covers transformers' `RoFormerModel`/`RoFormerForMaskedLM` (prefix `roformer.`), JunnYu's RoFormerV2 (same names,
-no biases or norm parameters) and JunnYu's GAU-α (prefix `gau_alpha.`, `...gau.{i_dense,o_dense,q_scaleoffset,
-k_scaleoffset}`). PyTorch `Linear.weight` is `(out, in)`: kernels are transposed both ways. The stored rotary
-table (`encoder.embed_positions.weight`) is derived, not a parameter, and is skipped; a tied MLM decoder must equal
-the word embeddings.
+Covers transformers' `BertModel`/`BertForMaskedLM`/`BertForPreTraining` (prefix `bert.`), `RoFormerModel`/
+`RoFormerForMaskedLM` (prefix `roformer.`), JunnYu's RoFormerV2 (same names, no biases or norm parameters) and
+JunnYu's GAU-α (prefix `gau_alpha.`, `...gau.{i_dense,o_dense,q_scaleoffset,k_scaleoffset}`); a bare base model
+saves its keys without the prefix. PyTorch `Linear.weight` is `(out, in)`: kernels are transposed both ways. Derived
+buffers (RoFormer's rotary table `encoder.embed_positions.weight`, `embeddings.position_ids`/`token_type_ids`) and
+BERT's next-sentence head (`cls.seq_relationship.*`, which rofjax has no use for) are skipped on import; a tied MLM
+decoder must equal the word embeddings.
+
+Stock transformers loads a `roformer_v2` config into its RoFormer classes with a warning only, re-initialising the
+biases and norm gains RoFormerV2 lacks; `save_huggingface` therefore writes RoFormerV2 and GAU-α only for JunnYu's
+`roformer` / `gau_alpha` packages, on request (`target="junnyu"`).
 
 Reading `model.safetensors` and writing need only `safetensors`; `pytorch_model.bin` needs torch.
 """
@@ -25,11 +31,16 @@ _LAYER = re.compile(r"^transformer/layer_(\d+)/(.+)$")
 _ATTENTION = {"q_dense": "attention.self.query", "k_dense": "attention.self.key", "v_dense": "attention.self.value",
               "o_dense": "attention.output.dense"}
 _LEAF = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "embedding": "weight"}
-_DERIVED = re.compile(r"(embed_positions\.weight|position_ids|cls\.predictions\.decoder\.(weight|bias))$")
+_DERIVED = re.compile(r"(embed_positions\.weight|position_ids|embeddings\.token_type_ids|"
+                      r"cls\.predictions\.decoder\.(weight|bias)|"
+                      r"cls\.seq_relationship\.(weight|bias))$")   # BERT's next-sentence head: not used here
+_PREFIXES = {"bert": "bert.", "gau_alpha": "gau_alpha."}
+TARGETS = ("transformers", "junnyu")
+JUNNYU_ONLY = ("roformer_v2", "gau_alpha")       # stock transformers would load these silently wrong (or not at all)
 
 
 def model_prefix(config: ModelConfig) -> str:
-    return "gau_alpha." if config.family == "gau_alpha" else "roformer."
+    return _PREFIXES.get(config.family, "roformer.")
 
 
 def huggingface_name(path: str, config: ModelConfig, prefix: str | None = None) -> str:
@@ -40,6 +51,8 @@ def huggingface_name(path: str, config: ModelConfig, prefix: str | None = None) 
         return p + "embeddings.word_embeddings.weight"
     if path == "embeddings/token_type_embeddings/embedding":
         return p + "embeddings.token_type_embeddings.weight"
+    if path == "embeddings/position_embeddings/embedding":
+        return p + "embeddings.position_embeddings.weight"
     if path.startswith("embeddings/norm/"):
         return p + "embeddings.LayerNorm." + leaf
     if path.startswith("embeddings/mapping/"):
@@ -135,6 +148,14 @@ def load_huggingface(path: str | os.PathLike, *, strict: bool = True, scan_layer
     config_file = os.path.join(path, "config.json") if os.path.isdir(path) else path
     if not os.path.exists(config_file):
         raise FileNotFoundError(f"{config_file} not found (load_huggingface needs the model folder).")
+    with open(config_file, encoding="utf-8") as f:
+        model_type = json.load(f).get("model_type")
+    if model_type == "roberta":
+        # fairseq-layout RoBERTa: prefix `roberta.`, `lm_head.*`, positions offset by pad_token_id + 1. Loading it as
+        # BERT would shift every position; HFL's Chinese RoBERTa-wwm-ext is published as a BERT checkpoint instead.
+        raise ValueError(f"{config_file}: model_type 'roberta' (fairseq RoBERTa layout, positions offset by "
+                         f"pad_token_id + 1) is not supported; Chinese RoBERTa-wwm-ext checkpoints are BERT "
+                         f"checkpoints (model_type 'bert').")
     config = ModelConfig.from_hf_config(config_file, scan_layers=scan_layers)
     weights = path if os.path.isdir(path) else os.path.dirname(path)
     state = read_state_dict(weights)
@@ -142,21 +163,57 @@ def load_huggingface(path: str | os.PathLike, *, strict: bool = True, scan_layer
     return (config, params, report) if return_report else (config, params)
 
 
+def rotary_table(config: ModelConfig) -> np.ndarray:
+    """transformers' `RoFormerSinusoidalPositionalEmbedding` weight (sin half, then cos half), computed as it does."""
+    n_pos, dim = config.max_position_embeddings, config.hidden_size // config.num_heads
+    position_enc = np.array([[pos / np.power(10000, 2 * (j // 2) / dim) for j in range(dim)] for pos in range(n_pos)])
+    sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+    out = np.empty((n_pos, dim), np.float32)
+    out[:, :sentinel] = np.sin(position_enc[:, 0::2])
+    out[:, sentinel:] = np.cos(position_enc[:, 1::2])
+    return out
+
+
 def to_huggingface(params, config: ModelConfig) -> dict[str, np.ndarray]:
-    """Our parameters → state dict (kernels transposed to `(out, in)`), with the task-model prefix."""
+    """Our parameters → state dict (kernels transposed to `(out, in)`), with the task-model prefix.
+
+    A RoFormer v1 state dict also carries the rotary table transformers keeps as a weight, so that
+    `RoFormerModel.from_pretrained` finds every key it expects (the table is skipped on import).
+    """
     flat = per_layer_flat(params, config)
-    return {huggingface_name(path, config): np.ascontiguousarray(value.T if _is_kernel(path) else value)
-            for path, value in flat.items()}
+    state = {huggingface_name(path, config): np.ascontiguousarray(value.T if _is_kernel(path) else value)
+             for path, value in flat.items()}
+    if config.family == "roformer":
+        state[model_prefix(config) + "encoder.embed_positions.weight"] = rotary_table(config)
+    return state
+
+
+def check_export_target(config: ModelConfig, target: str = "transformers", *, opt_in: str = "target='junnyu'") -> None:
+    """Refuse a Hugging Face export that the library it is meant for would load wrong; `opt_in` names the switch."""
+    if target not in TARGETS:
+        raise ValueError(f"Unknown Hugging Face export target {target!r}; expected one of {TARGETS}.")
+    if target == "transformers" and config.family in JUNNYU_ONLY:
+        raise ValueError(f"a {config.family} export is not a stock transformers model (RoFormerModel would load it "
+                         f"with its missing biases and norm gains freshly initialised): pass {opt_in} to write it for "
+                         f"JunnYu's roformer / gau_alpha packages (model_type {config.family!r}), or export with "
+                         f"save_bert4keras.")
+    if target == "junnyu" and config.family == "bert":
+        raise ValueError("JunnYu's packages have no BERT model; export a bert model for stock transformers "
+                         "(target='transformers').")
 
 
 def save_huggingface(params, config: ModelConfig, out_dir: str | os.PathLike, *, vocab_path=None,
-                     extra_config: dict[str, Any] | None = None) -> str:
+                     extra_config: dict[str, Any] | None = None, target: str = "transformers") -> str:
     """Write `config.json` and `model.safetensors` (and `vocab.txt`) into `out_dir`, atomically; returns out_dir.
 
-    transformers' `RoFormerForMaskedLM.from_pretrained(out_dir)` loads a RoFormer v1 export.
+    `target="transformers"` (default): BERT and RoFormer v1, which transformers' `BertForMaskedLM` /
+    `RoFormerForMaskedLM.from_pretrained(out_dir)` load with no missing key; RoFormerV2 and GAU-α are refused.
+    `target="junnyu"`: RoFormer v1, RoFormerV2 and GAU-α for JunnYu's `roformer` and `gau_alpha` packages
+    (`config.json` model_type "roformer", "roformer_v2" or "gau_alpha").
     """
     from safetensors.numpy import save_file
 
+    check_export_target(config, target)
     state = to_huggingface(params, config)
     with staged_folder(out_dir, vocab_path) as staging:
         save_file(state, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
@@ -165,5 +222,5 @@ def save_huggingface(params, config: ModelConfig, out_dir: str | os.PathLike, *,
     return os.path.abspath(os.fspath(out_dir))
 
 
-__all__ = ["convert_huggingface", "huggingface_name", "load_huggingface", "read_state_dict", "save_huggingface",
-           "to_huggingface"]
+__all__ = ["check_export_target", "convert_huggingface", "huggingface_name", "load_huggingface", "read_state_dict",
+           "rotary_table", "save_huggingface", "to_huggingface"]

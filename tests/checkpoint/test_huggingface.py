@@ -1,9 +1,12 @@
+import json
+
 import numpy as np
 import pytest
 
 from rofjax.checkpoint import CheckpointMismatchError, load_huggingface, save_huggingface
 from rofjax.checkpoint.bert4keras import convert_bert4keras
 from rofjax.checkpoint.huggingface import convert_huggingface, read_state_dict, to_huggingface
+from rofjax.checkpoint.tree import expected_shapes, flatten, unflatten
 from rofjax.models import Encoder, ModelConfig, get_preset
 from tests import numpy_reference as ref
 from tests.checkpoint.test_bert4keras import BERT_CONFIGS, IDS, SEGMENTS
@@ -57,7 +60,9 @@ def test_masked_lm_parity_and_export_loads_back_in_transformers(tmp_path):
     _, again = load_huggingface(tmp_path / "export")
     flat_a, flat_b = to_huggingface(params, loaded_config), to_huggingface(again, loaded_config)
     assert flat_a.keys() == flat_b.keys() and all(np.array_equal(flat_a[k], flat_b[k]) for k in flat_a)
-    reloaded = transformers.RoFormerForMaskedLM.from_pretrained(tmp_path / "export").eval()
+    reloaded, info = transformers.RoFormerForMaskedLM.from_pretrained(tmp_path / "export", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    reloaded.eval()
     with torch.no_grad():
         again_logits = reloaded(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK.astype(np.int64)),
                                 token_type_ids=torch.tensor(SEGMENTS)).logits.numpy()
@@ -108,3 +113,41 @@ def test_hf_config_round_trip_for_every_family():
     for name in ("roformer_chinese_base", "roformer_v2_chinese_char_large", "gau_alpha_chinese_char_base"):
         config = get_preset(name)
         assert ModelConfig.from_hf_config(config.to_hf_config()) == config
+
+
+def _random_params(config, rng):
+    shapes = expected_shapes(config, with_heads=False)
+    return unflatten({path: rng.normal(0, 0.2, shape).astype(np.float32) for path, (shape, _) in shapes.items()})
+
+
+@pytest.mark.parametrize("preset", ["roformer_v2_tiny", "gau_alpha_tiny"])
+def test_roformer_v2_and_gau_alpha_export_only_for_junnyu(rng, tmp_path, preset):
+    """Stock transformers would load a RoFormerV2 export into RoFormerModel with its missing biases and norm gains
+    freshly initialised, so the default target refuses; `target="junnyu"` writes JunnYu's model types."""
+    config = get_preset(preset, vocab_size=50)
+    params = _random_params(config, rng)
+    with pytest.raises(ValueError, match=rf"a {config.family} export is not a stock transformers model.*"
+                                         r"target='junnyu'"):
+        save_huggingface(params, config, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+    save_huggingface(params, config, tmp_path / "junnyu", target="junnyu")
+    written = json.loads((tmp_path / "junnyu" / "config.json").read_text())
+    assert written["model_type"] == config.family
+    again_config, again = load_huggingface(tmp_path / "junnyu")
+    assert again_config == config
+    flat, flat_again = flatten(params), flatten(again)
+    assert flat.keys() == flat_again.keys() and all(np.array_equal(flat[k], flat_again[k]) for k in flat)
+    if config.family == "roformer_v2":          # JunnYu's hub configs: model_type "roformer" with norm_type rms_norm
+        written.update(model_type="roformer", norm_type="rms_norm")
+        (tmp_path / "junnyu" / "config.json").write_text(json.dumps(written))
+        assert load_huggingface(tmp_path / "junnyu")[0] == config
+
+
+def test_unknown_or_unfit_export_target_is_refused(rng, tmp_path):
+    bert = get_preset("bert_tiny")
+    with pytest.raises(ValueError, match="JunnYu's packages have no BERT"):
+        save_huggingface({}, bert, tmp_path / "a", target="junnyu")
+    with pytest.raises(ValueError, match="Unknown Hugging Face export target 'pytorch'"):
+        save_huggingface({}, bert, tmp_path / "b", target="pytorch")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
