@@ -53,7 +53,18 @@ def base_config() -> ml_collections.ConfigDict:
         # FLASH chunk size of GAU layers for long sequences.
         "attention_implementation": placeholder(str), "fused_attention_dropout": placeholder(bool),
         "embedding_lookup": placeholder(str), "gau_chunk_size": placeholder(int),
+        # Ladder Side-Tuning side network (with `lst` below; None: the design's defaults, rofjax.models.ladder):
+        # layers, width, heads, FFN (su: 4, 128, 4, 512), width divisor (gated: 8), backbone layers feeding the
+        # side blocks (gated: all), gate temperature (gated: 0.1).
+        "side_num_layers": placeholder(int), "side_hidden_size": placeholder(int),
+        "side_num_heads": placeholder(int), "side_intermediate_size": placeholder(int),
+        "side_reduction": placeholder(int), "side_layers": placeholder(tuple),
+        "side_gate_temperature": placeholder(float),
     })
+    # Ladder Side-Tuning (kexue.fm 9138): "" (full fine-tuning) | su (bojone/LST-CLUE) | gated (the paper). A side
+    # network on the frozen backbone of train.init_checkpoint; only it and the head are trained and checkpointed.
+    c.lst = ""
+    c.lst_lr = 0.0                           # learning rate of LST runs (0: optim.lr); the CLUE recipes: Su's 5e-3
 
     c.optim = optim_config()                 # every key, its default and its comment: rofjax.training.optim
 

@@ -42,7 +42,9 @@ def adopt_run_architecture(config, run) -> None:
             config[section][key] = value
     overrides = {k: v for k, v in saved.get("model", {}).items() if k in config.model and k != "preset"}
     for key, value in overrides.items():
-        config.model[key] = value
+        config.model[key] = tuple(value) if isinstance(value, list) else value
+    if saved.get("lst"):
+        config.lst = saved["lst"]
 
 
 def predict(config, workdir: str, input_path: str | None = None, checkpoint: str | None = None) -> str:
@@ -69,6 +71,8 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
         records, origin = spec.records_of_file(input_path, data_dir, config.seed), input_path
     source = checkpoint or run.params_folder()
     params = restore_params(source)
+    if task.model_config.lst != "none":
+        params = run.attach_backbone(params)                 # the run stores its side network and head only
     mesh = mesh_from_config(config)
     params = jax.device_put(params, replicated(mesh))        # restored on one device; the step runs on the mesh
     with sharding_context(mesh, rules_from_config(config)):

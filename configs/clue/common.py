@@ -7,6 +7,8 @@ Every task config takes the same overrides, e.g. the published weights converted
         --config.model.preset=roformer_v2_chinese_char_base --config.data.vocab_path=CKPT/vocab.txt \\
         --config.train.init_checkpoint=CONVERTED
 
+Ladder Side-Tuning on a frozen backbone (Su's LST-CLUE: AdaFactor at 5e-3, same lengths, batches and epochs):
+`--config.lst=su --config.train.init_checkpoint=BACKBONE` (`gated` for the paper's design);
 or a tiny model from scratch on a CPU: `--config.model.preset=roformer_v2_tiny --config.train.total_steps=200`.
 """
 
@@ -35,5 +37,6 @@ def clue_config(task: str, *, max_length: int = 128, batch_size: int = 32, epoch
     c.optim.weight_decay = 0.0
     c.optim.clip_norm = 0.0                  # AdaFactor clips its own updates (threshold 1.0)
     c.optim.grad_accum_steps = grad_accum_steps
+    c.lst_lr = 5e-3                          # --config.lst=su|gated: Su's LST-CLUE rate, 10× the full recipe's
     c.train.log_every = 10
     return c

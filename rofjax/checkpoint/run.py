@@ -7,6 +7,8 @@ A run folder (`RunFolder`):
     metrics.jsonl                            one JSON object per logged training step (step, loss, lr, …)
     eval_metrics.jsonl                       one per evaluation
     tensorboard/                             TensorBoard scalars
+    backbone.json                            Ladder Side-Tuning: the frozen backbone's checkpoint and fingerprint
+                                             (its parameters are not stored here; they are read from there)
 
 Orbax commits a step by renaming its folder, so a process killed mid-save leaves no half checkpoint, and the
 latest complete step is what a rerun resumes from.
@@ -50,6 +52,7 @@ BEST = "best"
 METRICS = "metrics.jsonl"
 EVAL_METRICS = "eval_metrics.jsonl"
 LOCK = ".lock"
+BACKBONE_FILE = "backbone.json"
 
 
 class RunLockedError(RuntimeError):
@@ -409,6 +412,55 @@ class RunFolder:
     def restore_params(self, *, target=None, shardings=None):
         return restore_params(self.params_folder(), target=target, shardings=shardings)
 
+    # Ladder Side-Tuning: the frozen backbone a run was built on --------------------------------------------------
+    def backbone(self) -> dict | None:
+        """`{"checkpoint": path, "fingerprint": digest}` of the backbone this run was trained on, if any."""
+        path = self.path(BACKBONE_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def record_backbone(self, checkpoint: str, digest: str) -> None:
+        """Remember the backbone of this run; refuse another one once the run has checkpoints or best parameters
+        (their side network and head were trained on it)."""
+        recorded = self.backbone()
+        trained = latest_step_or_none(self.path(CHECKPOINTS)) is not None or \
+            latest_step_or_none(self.path(BEST)) is not None
+        if recorded is not None and trained and recorded["fingerprint"] != digest:
+            raise CheckpointMismatchError(
+                f"{self.workdir} was trained on the backbone {recorded['checkpoint']} (fingerprint "
+                f"{recorded['fingerprint']}); config.train.init_checkpoint={checkpoint} holds other parameters "
+                f"(fingerprint {digest}). Rerun with the backbone it was built on, or choose another --workdir.")
+        if jax.process_index() == 0 and (recorded is None or recorded["fingerprint"] != digest
+                                         or recorded["checkpoint"] != os.path.abspath(checkpoint)):
+            tmp = self.path(BACKBONE_FILE + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"checkpoint": os.path.abspath(checkpoint), "fingerprint": digest}, f, indent=2)
+                f.write("\n")
+            os.replace(tmp, self.path(BACKBONE_FILE))
+
+    def attach_backbone(self, params: dict) -> dict:
+        """A Ladder Side-Tuning run's stored parameters (side network and head) with the backbone it was trained on
+        put back in, after checking that the backbone checkpoint still holds the same parameters."""
+        from rofjax.models.ladder import ENCODER, fingerprint, merge_backbone
+
+        recorded = self.backbone()
+        if recorded is None:
+            raise FileNotFoundError(f"{self.workdir} has no {BACKBONE_FILE}: it does not say which backbone its "
+                                    f"side network was trained on.")
+        restored = restore_params(recorded["checkpoint"])
+        encoder = restored.get(ENCODER, restored)
+        side_keys = set(params.get(ENCODER, {}))
+        frozen = {ENCODER: {k: v for k, v in encoder.items() if k in ("embeddings", "transformer")
+                            and k not in side_keys}}
+        digest = fingerprint(frozen)
+        if digest != recorded["fingerprint"]:
+            raise CheckpointMismatchError(f"the backbone checkpoint {recorded['checkpoint']} changed since "
+                                          f"{self.workdir} was trained on it (fingerprint {digest}, recorded "
+                                          f"{recorded['fingerprint']}).")
+        return merge_backbone(params, frozen)
+
 
 def latest_step_or_none(directory: str) -> int | None:
     return latest_step(directory) if os.path.isdir(directory) else None
@@ -452,7 +504,8 @@ def _check_writable(folder: str) -> None:
 def load_encoder(path: str, params: dict) -> dict:
     """`params` with its encoder replaced by the encoder of the checkpoint at `path` (a rofjax run, a converted
     checkpoint or a pre-training run), each array placed like the one it replaces; a missing parameter or a shape
-    mismatch names the first parameter concerned."""
+    mismatch names the first parameter concerned. A Ladder Side-Tuning side network (`encoder/side`) is not part
+    of the backbone and is left as it is."""
     try:
         restored = restore_params(path)
     except (FileNotFoundError, CheckpointMismatchError):
@@ -462,6 +515,7 @@ def load_encoder(path: str, params: dict) -> dict:
         raise ValueError(f"config.train.init_checkpoint={path!r} could not be read ({cause}).") from None
     encoder_params = restored.get("encoder", restored)
     target = params["encoder"] if "encoder" in params else params
+    target = {k: v for k, v in target.items() if k != "side"}
     have = {k: np.shape(v) for k, v in flatten(_as_dict(encoder_params)).items()}
     want = {k: tuple(v.shape) for k, v in flatten(_as_dict(target)).items()}
     missing = sorted(set(want) - set(have))

@@ -7,6 +7,9 @@
               = Norm(α_d·x + Dropout(F(x)))        "deepnorm"
               = x + [α·]Dropout(F(Norm(x)))        pre-norm, with a final Norm after the last layer
 
+With `config.lst` set, the encoder returns the output of a Ladder Side-Tuning side network (`rofjax.models.ladder`,
+parameters under "side") fed by the backbone's embeddings and layer outputs under `stop_gradient`.
+
 Layers run under `nn.scan` (one compiled layer, stacked parameters with a leading "layers" axis) when
 `scan_layers`, and under `nn.remat` with `remat_policy`.
 """
@@ -19,6 +22,7 @@ from flax import linen as nn
 
 from rofjax.models.config import ModelConfig
 from rofjax.models.initializers import kernel_initializer
+from rofjax.models.ladder import SideNetwork, feeding_layers
 from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import MultiHeadAttention, document_mask
 from rofjax.nn.dense import dense
@@ -100,6 +104,7 @@ class EncoderLayer(nn.Module):
     config: ModelConfig
     deterministic: bool = True
     max_documents: int | None = None
+    emit: bool = False           # also return the output as the scanned "ys" (a side network reads them)
 
     def _residual(self, x, sublayer, norm_name: str, alpha):
         cfg = self.config
@@ -144,15 +149,20 @@ class EncoderLayer(nn.Module):
             gau_mask = document_mask(doc_ids) if doc_ids is not None else mask
             x = self._residual(x, lambda h: gau(h, gau_mask, positions=positions, deterministic=self.deterministic),
                                "gau_norm", alpha)
-        return nn.with_logical_constraint(x, ("batch", "length", "embed")), None
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        return x, (x if self.emit else None)
 
 
 class LayerStack(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, mask, positions, alpha, deterministic: bool, doc_ids=None, max_documents=None):
+    def __call__(self, x, mask, positions, alpha, deterministic: bool, doc_ids=None, max_documents=None,
+                 keep: tuple[int, ...] = ()):
+        """The last hidden states; with `keep`, also `{layer: its output}` for those layers (a side network's
+        inputs)."""
         cfg = self.config
+        kept = {}
         layer = EncoderLayer
         if cfg.remat_policy != "none":
             layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy], prevent_cse=not cfg.scan_layers)
@@ -163,15 +173,18 @@ class LayerStack(nn.Module):
                 in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
                 length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"},
             )
-            x, _ = scanned(cfg, deterministic=deterministic, max_documents=max_documents,
-                           name="layers")(x, mask, positions, alpha, doc_ids)
+            x, outputs = scanned(cfg, deterministic=deterministic, max_documents=max_documents, emit=bool(keep),
+                                 name="layers")(x, mask, positions, alpha, doc_ids)
+            kept = {index: outputs[index] for index in keep}
         else:
             for index in range(cfg.num_layers):
                 x, _ = layer(cfg, deterministic=deterministic, max_documents=max_documents,
                              name=f"layer_{index}")(x, mask, positions, alpha, doc_ids)
+                if index in keep:
+                    kept[index] = x
         if cfg.norm_position == "pre":
             x = make_norm(cfg, "final_norm")(x)
-        return x
+        return (x, kept) if keep else x
 
 
 class MaskedLMHead(nn.Module):
@@ -219,6 +232,8 @@ class Encoder(nn.Module):
         self.mlm = MaskedLMHead(cfg)
         self.pooler = dense(cfg.hidden_size, ("embed", "mlp"), name="pooler", kernel_init=kernel_initializer(cfg),
                             **dtypes(cfg))
+        if cfg.lst != "none":
+            self.side = SideNetwork(cfg)
 
     def __call__(self, input_ids, segment_ids=None, *, attention_mask=None, positions=None, doc_ids=None,
                  max_documents: int | None = None, deterministic: bool = True, residual_alpha=None):
@@ -250,12 +265,27 @@ class Encoder(nn.Module):
         alpha = jnp.asarray(1.0 if residual_alpha is None else residual_alpha, jnp.float32)
         x = self.embeddings(input_ids, segment_ids, deterministic, positions)
         x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-        return self.transformer(x, attention_mask, positions, alpha, deterministic, doc_ids, max_documents)
+        if cfg.lst == "none":
+            return self.transformer(x, attention_mask, positions, alpha, deterministic, doc_ids, max_documents)
+        # Ladder Side-Tuning: the backbone runs forward only; nothing of the side network's gradient reaches it.
+        _, kept = self.transformer(x, attention_mask, positions, alpha, deterministic, doc_ids, max_documents,
+                                   keep=feeding_layers(cfg))
+        kept = {layer: jax.lax.stop_gradient(h) for layer, h in kept.items()}
+        return self.side(jax.lax.stop_gradient(x), kept, attention_mask if doc_ids is None else None, positions,
+                         alpha, deterministic=deterministic, doc_ids=doc_ids)
+
+    def _backbone_only(self, what: str):
+        if self.config.lst != "none":
+            raise ValueError(f"{what} belongs to the frozen backbone and reads its hidden states; a Ladder "
+                             f"Side-Tuning model (lst={self.config.lst!r}) returns the side network's. Use pooling "
+                             f"'cls' or 'mean'.")
 
     def mlm_logits(self, hidden, *, deterministic: bool = True):
+        self._backbone_only("The masked-LM head")
         return self.mlm(hidden, self.embeddings.table(), deterministic)
 
     def pool(self, hidden):
+        self._backbone_only("The BERT pooler (pooling='pooler')")
         return jnp.tanh(self.pooler(hidden[:, 0]))
 
     def masked_lm(self, input_ids, segment_ids=None, *, deterministic: bool = True, **kwargs):

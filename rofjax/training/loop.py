@@ -24,6 +24,7 @@ import numpy as np
 from rofjax.checkpoint.run import RunFolder, load_encoder
 from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
+from rofjax.models.ladder import fingerprint
 from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_config
 from rofjax.training.tasks import build_task
 
@@ -70,11 +71,16 @@ def build_trainer(config, task, mesh, total_steps: int):
     from flax import linen as nn
 
     from rofjax.training.optim import build_optimizer, learning_rate_schedule
-    from rofjax.training.state import Trainer, abstract_params
+    from rofjax.training.state import Trainer, abstract_params, trained_params
 
     rules = rules_from_config(config)
-    tx = build_optimizer(config.optim, total_steps, params=nn.unbox(abstract_params(task, config.train.batch_size)))
-    return Trainer(task, tx, mesh, schedule=learning_rate_schedule(config.optim, total_steps),
+    optim = config.optim
+    if task.model_config.lst != "none" and config.lst_lr:
+        optim = optim.copy_and_resolve_references()
+        optim.lr = config.lst_lr
+    params = trained_params(task, nn.unbox(abstract_params(task, config.train.batch_size)))
+    tx = build_optimizer(optim, total_steps, params=params)
+    return Trainer(task, tx, mesh, schedule=learning_rate_schedule(optim, total_steps),
                    ema_decay=config.train.ema_decay, skip_nonfinite=config.train.nonfinite == "skip", rules=rules)
 
 
@@ -139,6 +145,9 @@ def run(config, workdir: str) -> dict:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
+    if config.lst and not config.train.init_checkpoint:
+        raise ValueError(f"config.lst={config.lst!r} trains a side network on a frozen backbone: set "
+                         f"config.train.init_checkpoint to the backbone's checkpoint.")
     mesh = mesh_from_config(config)
     check_batch_fits_mesh(config, mesh)
 
@@ -163,15 +172,25 @@ def run(config, workdir: str) -> dict:
                        best_mode=config.eval.best_mode).open()
     reporter, previous = None, signal.getsignal(signal.SIGTERM)
     try:
-        state = folder.restore(trainer.abstract_state(batch_size), iterator)
+        abstract = trainer.abstract_state(batch_size)
+        state = folder.restore(abstract.checkpointed(), iterator)
         if state is not None:
             print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
         else:
             state = trainer.init_state(config.seed, batch_size)
-            if train.init_checkpoint:
+            if train.init_checkpoint and abstract.frozen is None:
                 state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
                 print(f"initialised the encoder from {train.init_checkpoint}", flush=True)
+        if abstract.frozen is not None:
+            # Ladder Side-Tuning: the backbone is read from its own checkpoint, fresh or resumed, never stored here.
+            state = state.replace(frozen=load_encoder(train.init_checkpoint, abstract.frozen))
+            folder.record_backbone(train.init_checkpoint, fingerprint(state.frozen))
+            print(f"Ladder Side-Tuning ({task.model_config.lst}) on the frozen backbone {train.init_checkpoint}",
+                  flush=True)
         folder.save_model_config(task.model_config)      # only once the folder's checkpoints fit this model
+        count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+        print(f"trainable parameters: {count(state.params)}" + (f" (frozen backbone: {count(state.frozen)})"
+                                                                if state.frozen is not None else ""), flush=True)
 
         stop = {"signal": None}
 
@@ -187,15 +206,15 @@ def run(config, workdir: str) -> dict:
         skipped = {"total": 0, "in_a_row": 0}
 
         def run_eval(current_step: int) -> dict:
-            params = state.ema_params if train.ema_decay else state.params
-            result = evaluate(trainer, task, params, eval_records, config)
+            ema = bool(train.ema_decay)
+            result = evaluate(trainer, task, state.full_params(ema=ema), eval_records, config)
             if skipped["total"]:
                 result["skipped_updates"] = skipped["total"]
             reporter.eval_row(current_step, result)
             finite = all(np.isfinite(v) for v in result.values() if isinstance(v, (int, float)))
             # Parameters right after a skipped (non-finite) update, or scoring non-finite, are never kept as best.
             if finite and not skipped["in_a_row"]:
-                folder.save_best(current_step, params, config, result)
+                folder.save_best(current_step, state.ema_params if ema else state.params, config, result)
             return result
 
         if step >= total:                               # a finished run, rerun: report, do not evaluate again
@@ -237,14 +256,14 @@ def run(config, workdir: str) -> dict:
             if eval_every and step % eval_every == 0 and step < total:
                 last_eval = run_eval(step)
             if step % train.save_every == 0 or step == total or stop["signal"] is not None:
-                folder.save(step, state, iterator, config, force=stop["signal"] is not None)
+                folder.save(step, state.checkpointed(), iterator, config, force=stop["signal"] is not None)
             if stop["signal"] is not None:
                 folder.wait()
                 reporter.progress.write(f"received signal {stop['signal']}: saved step {step}, exiting")
                 return last_eval
         last_eval = run_eval(step)
         if folder.latest_step() != step:
-            folder.save(step, state, iterator, config, force=True)
+            folder.save(step, state.checkpointed(), iterator, config, force=True)
         folder.wait()
         if skipped["total"]:
             print(f"warning: {skipped['total']} of {total} updates were skipped for a non-finite loss "

@@ -217,7 +217,9 @@ def build_optimizer(cfg, total_steps: int, params=None) -> optax.GradientTransfo
         multipliers = _param_multipliers(params, rules)
         values = set(jax.tree_util.tree_leaves(multipliers))
         if 0.0 in values:
-            # Frozen parameters get no optimizer state at all (what makes Ladder Side-Tuning cheap).
+            # Frozen parameters get no optimizer state. This saves memory but not time: their gradients are still
+            # formed, back-propagating through every layer below the lowest trained one. Ladder Side-Tuning
+            # (`--config.lst`) is what avoids that: no gradient enters its backbone at all.
             labels = jax.tree_util.tree_map(lambda m: "frozen" if m == 0 else "trained", multipliers)
             tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
         if values - {0.0, 1.0}:

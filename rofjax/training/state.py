@@ -23,6 +23,7 @@ import optax
 from flax import linen as nn
 from jax.sharding import NamedSharding
 
+from rofjax.models.ladder import merge_backbone, split_backbone
 from rofjax.parallel.mesh import (
     LOGICAL_RULES,
     batch_sharding,
@@ -34,11 +35,23 @@ from rofjax.parallel.mesh import (
 
 @flax.struct.dataclass
 class TrainState:
+    """`params` are the trained parameters; `frozen` the ones a Ladder Side-Tuning model never trains (its
+    backbone): not differentiated, no optimizer state, not checkpointed (`checkpointed()`)."""
+
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
     ema_params: Any = None
+    frozen: Any = None
+
+    def full_params(self, *, ema: bool = False):
+        """Every parameter of the model (trained and frozen), as `task` methods take them."""
+        return merge_backbone(self.ema_params if ema else self.params, self.frozen)
+
+    def checkpointed(self) -> TrainState:
+        """What a checkpoint holds: everything but the frozen parameters (they come from their own checkpoint)."""
+        return self.replace(frozen=None)
 
 
 def _finite_tree(tree) -> jax.Array:
@@ -50,6 +63,11 @@ def abstract_params(task, batch_size: int):
     """The task's parameters as shape structs (boxed with their logical axis names), without computing them."""
     batch = task.init_batch(batch_size)
     return jax.eval_shape(lambda: task.init_params(jax.random.key(0), batch))
+
+
+def trained_params(task, params):
+    """The part of a task's parameter tree (or any tree shaped like it) that training updates."""
+    return split_backbone(params, task.model_config)[0]
 
 
 class Trainer:
@@ -80,9 +98,13 @@ class Trainer:
         abstract = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                           nn.unbox(boxed), param_shardings)
         rep = replicated(self.mesh)
+        config = self.task.model_config
+        abstract, _ = split_backbone(abstract, config)
+        param_shardings, frozen_shardings = split_backbone(param_shardings, config)
         opt_shardings = self._optimizer_shardings(abstract, param_shardings, rep)
         ema = param_shardings if self.ema_decay else None
-        return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep, ema_params=ema)
+        return TrainState(step=rep, params=param_shardings, opt_state=opt_shardings, rng=rep, ema_params=ema,
+                          frozen=frozen_shardings)
 
     def _optimizer_shardings(self, abstract_params, param_shardings, rep):
         """Each optimizer-state leaf shaped like its parameter (moments, EMA) is split like it; the rest (counts,
@@ -104,10 +126,11 @@ class Trainer:
 
         def init():
             init_key, dropout_key = jax.random.split(jax.random.key(seed))
-            params = nn.unbox(self.task.init_params(init_key, batch))
+            params, frozen = split_backbone(nn.unbox(self.task.init_params(init_key, batch)),
+                                            self.task.model_config)
             return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=self.tx.init(params),
                               rng=jax.random.key_data(dropout_key),
-                              ema_params=params if self.ema_decay else None)
+                              ema_params=params if self.ema_decay else None, frozen=frozen)
 
         return init
 
@@ -158,7 +181,8 @@ class Trainer:
             key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
             def loss_fn(params):
-                return task.loss(params, batch, key, state.step)
+                # Frozen parameters enter as constants: no gradient is formed for them.
+                return task.loss(merge_backbone(params, state.frozen), batch, key, state.step)
 
             (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -50,6 +50,8 @@ def build_model_config(config, vocab_size: int, *, shapes_only: bool = False):
     from rofjax.models import get_preset
 
     overrides = {k: v for k, v in config.model.items() if v is not None and k != "preset"}
+    if config.get("lst"):
+        overrides["lst"] = config.lst
     overrides.setdefault("vocab_size", vocab_size)
     if overrides["vocab_size"] != vocab_size and not shapes_only:
         raise ValueError(f"config.model.vocab_size={overrides['vocab_size']} but the vocabulary "

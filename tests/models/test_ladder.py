@@ -1,0 +1,137 @@
+"""Ladder Side-Tuning side networks against a float64 numpy version of their formulas (seeds-spec §8.3, §8.4), and
+what makes them cheap: no gradient reaches the backbone."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from rofjax.models import get_preset
+from rofjax.models.encoder import Encoder
+from rofjax.models.ladder import (
+    feeding_layers,
+    fingerprint,
+    merge_backbone,
+    side_config,
+    split_backbone,
+    trainable_count,
+)
+from tests.numpy_reference import gelu, layer_norm, randomize
+
+
+def _dense(x, p):
+    return x @ p["kernel"] + p.get("bias", 0.0)
+
+
+def _bert_block(x, p, heads, valid):
+    """One post-LN BERT block (no positions inside), float64, on rofjax parameter names."""
+    def split(t):
+        return t.reshape(t.shape[:2] + (heads, -1))
+
+    a = p["attention"]
+    q, k, v = split(_dense(x, a["q_dense"])), split(_dense(x, a["k_dense"])), split(_dense(x, a["v_dense"]))
+    logits = np.einsum("bmhd,bnhd->bhmn", q, k) / math.sqrt(q.shape[-1])
+    logits = np.where(valid[:, None, None, :], logits, -np.inf)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    o = np.einsum("bhmn,bnhd->bmhd", weights, v).reshape(x.shape[:2] + (-1,))
+    x = layer_norm(x + _dense(o, a["o_dense"]), p["attention_norm"]["gamma"], p["attention_norm"]["beta"])
+    f = _dense(gelu(_dense(x, p["feedforward"]["i_dense"])), p["feedforward"]["o_dense"])
+    return layer_norm(x + f, p["feedforward_norm"]["gamma"], p["feedforward_norm"]["beta"])
+
+
+def _numpy_lst(params, config, ids):
+    """The whole LST encoder (BERT backbone, `su` or `gated` side network) in float64."""
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    e, valid = p["embeddings"], ids != 0
+    x = e["word_embeddings"]["embedding"][ids] + e["token_type_embeddings"]["embedding"][np.zeros_like(ids)]
+    x = x + e["position_embeddings"]["embedding"][np.arange(ids.shape[1])][None]
+    embedded = layer_norm(x, e["norm"]["gamma"], e["norm"]["beta"])
+    outputs, h = [], embedded
+    for i in range(config.num_layers):
+        h = _bert_block(h, p["transformer"][f"layer_{i}"], config.num_heads, valid)
+        outputs.append(h)
+    side, heads = p["side"], side_config(config).num_heads
+    if config.lst == "su":
+        s = embedded @ side["embedding_projection"]["kernel"]
+        for i, layer in enumerate(feeding_layers(config)):
+            s = _bert_block(s, side[f"layer_{i}"], heads, valid)
+            s = s + outputs[layer] @ side[f"ladder_{i}"]["kernel"]
+        return s
+    s = _dense(embedded, side["embedding_projection"])
+    for j, layer in enumerate(feeding_layers(config)):
+        mu = 1.0 / (1.0 + np.exp(-side[f"gate_{j}"] / config.side_gate_temperature))
+        s = mu * s + (1.0 - mu) * _dense(outputs[layer], side[f"ladder_{j}"])
+        s = _bert_block(s, side[f"layer_{j}"], heads, valid)
+    s = layer_norm(s, side["final_norm"]["gamma"], side["final_norm"]["beta"])
+    return _dense(s, side["up_projection"])
+
+
+IDS = np.array([[2, 17, 45, 99, 3, 0, 0], [2, 8, 8, 41, 300, 12, 3]], np.int32)
+
+
+@pytest.mark.parametrize("design,overrides", [("su", dict(num_layers=4)),
+                                              ("gated", dict(num_layers=3, side_layers=(0, 2)))])
+def test_side_network_matches_numpy(design, overrides):
+    config = get_preset("bert_tiny", lst=design, **overrides)
+    model = Encoder(config)
+    params = randomize(jax.eval_shape(model.init, jax.random.key(0), IDS)["params"], np.random.default_rng(1), scale=0.3)
+    if design == "gated":
+        params["side"]["gate_0"], params["side"]["gate_1"] = np.float32(0.07), np.float32(-0.2)
+    got = np.asarray(jax.jit(model.apply)({"params": params}, IDS))
+    want = _numpy_lst(params, config, IDS)
+    valid = IDS != 0
+    np.testing.assert_allclose(got[valid], want[valid], rtol=2e-4, atol=2e-4)
+
+
+def test_su_side_network_has_the_published_size_on_a_base_backbone():
+    """4 side blocks × 198,272 + 5 ladder projections × 98,304 (seeds-spec §8.3), fed by layers 2, 5, 8, 11."""
+    config = get_preset("roberta_wwm_ext_chinese_base", lst="su")
+    params = nn.unbox(jax.eval_shape(lambda: Encoder(config).init(jax.random.key(0), IDS)["params"]))
+    assert trainable_count({"encoder": params}, config) == 4 * 198_272 + 5 * 98_304 == 1_284_608
+    assert feeding_layers(config) == (2, 5, 8, 11)
+    gated = get_preset("roberta_wwm_ext_chinese_base", lst="gated")
+    assert side_config(gated).hidden_size == 96 and side_config(gated).resolved_head_size == 8
+    assert feeding_layers(gated) == tuple(range(12))
+
+
+def test_no_gradient_reaches_the_backbone():
+    config = get_preset("bert_tiny", lst="gated", num_layers=1, intermediate_size=64)
+    model = Encoder(config)
+    params = jax.jit(model.init)(jax.random.key(0), IDS)["params"]
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, IDS) ** 2)))(nn.unbox(params))
+    trained, frozen = split_backbone({"encoder": grads}, config)
+    assert sorted(frozen["encoder"]) == ["embeddings", "transformer"]
+    assert all(not np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(frozen))
+    assert all(np.any(np.asarray(g)) for g in jax.tree_util.tree_leaves(trained["encoder"]["side"]))
+
+
+def test_split_and_merge_are_inverse_and_the_fingerprint_names_the_backbone():
+    config = get_preset("bert_tiny", lst="gated")
+    shapes = jax.eval_shape(Encoder(config).init, jax.random.key(0), IDS)["params"]
+    params = {"encoder": randomize(shapes, np.random.default_rng(0)),
+              "classifier": {"kernel": np.ones((64, 2), np.float32)}}
+    trained, frozen = split_backbone(params, config)
+    assert sorted(trained) == ["classifier", "encoder"] and sorted(trained["encoder"]) == ["side"]
+    merged = merge_backbone(trained, frozen)
+    assert jax.tree_util.tree_structure(merged) == jax.tree_util.tree_structure(params)
+    changed = jax.tree_util.tree_map(lambda x: x, frozen)
+    changed["encoder"]["embeddings"]["norm"]["beta"] = changed["encoder"]["embeddings"]["norm"]["beta"] + 1e-6
+    assert fingerprint(frozen) == fingerprint(jax.tree_util.tree_map(np.asarray, frozen)) != fingerprint(changed)
+    assert split_backbone(params, config.replace(lst="none")) == (params, None)
+
+
+def test_backbone_only_heads_and_bad_side_settings_are_refused():
+    config = get_preset("bert_tiny", lst="su", num_layers=4)
+    model = Encoder(config)
+    with pytest.raises(ValueError, match="pooler.*frozen backbone.*pooling 'cls' or 'mean'"):
+        jax.eval_shape(lambda: model.init(jax.random.key(0), IDS, method=lambda m, ids: m.pool(m(ids))))
+    with pytest.raises(ValueError, match="side_layers \\[5\\] are not layers of a 2-layer backbone"):
+        get_preset("bert_tiny", lst="gated", side_layers=(0, 5))
+    with pytest.raises(ValueError, match="lst='su' needs at least side_num_layers=4 backbone layers"):
+        get_preset("bert_tiny", lst="su")
+    with pytest.raises(ValueError, match="lst="):
+        get_preset("bert_tiny", lst="adapter")

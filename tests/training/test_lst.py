@@ -1,0 +1,151 @@
+"""Ladder Side-Tuning runs from configs: the backbone comes from its checkpoint unchanged, only the side network and
+the head are trained, optimised and stored, and a run refuses a backbone other than the one it was built on."""
+
+import hashlib
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from configs.demo import get_config
+from rofjax.checkpoint import restore_params, save_params
+from rofjax.checkpoint.run import RunFolder
+from rofjax.checkpoint.tree import CheckpointMismatchError
+from rofjax.models import get_preset
+from rofjax.models.encoder import Encoder
+from rofjax.models.ladder import fingerprint, split_backbone
+from rofjax.training.loop import run
+from tests.numpy_reference import randomize
+
+BACKBONE = dict(preset="bert_tiny", num_layers=4, hidden_size=32, num_heads=2, intermediate_size=64)
+
+
+def _backbone(folder, seed):
+    """A random BERT backbone saved as a rofjax checkpoint (what `rofjax convert` or a pre-training run leaves)."""
+    from rofjax.training.tasks import build_tokenizer
+
+    vocab_size = build_tokenizer(get_config()).vocab_size
+    config = get_preset(BACKBONE["preset"], vocab_size=vocab_size,
+                        **{k: v for k, v in BACKBONE.items() if k != "preset"})
+    ids = np.ones((1, 8), np.int32)
+    shapes = jax.eval_shape(Encoder(config).init, jax.random.key(0), ids)["params"]
+    params = randomize(shapes, np.random.default_rng(seed), scale=0.1)
+    save_params(folder, {"encoder": params}, config)
+    return str(folder)
+
+
+def _lst_config(design, backbone, steps=4):
+    config = get_config()
+    config.unlock()
+    for key, value in BACKBONE.items():
+        config.model[key] = value
+    config.model.side_hidden_size, config.model.side_intermediate_size = 16, 32
+    config.lst = design
+    config.train.init_checkpoint = backbone
+    config.data.max_length = 24
+    config.train.batch_size = 8
+    config.train.total_steps = steps
+    config.train.save_every = 2
+    config.train.progress_bar = False
+    config.eval.every = 0
+    config.eval.examples = 16
+    return config
+
+
+def _files_digest(folder):
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            digest.update(name.encode())
+            with open(os.path.join(root, name), "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def su_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lst")
+    backbone = _backbone(root / "backbone", seed=0)
+    before = _files_digest(backbone)
+    workdir = str(root / "run")
+    result = run(_lst_config("su", backbone), workdir)
+    return root, backbone, before, workdir, result
+
+
+def test_an_lst_run_stores_only_the_side_network_and_head(su_run):
+    _, backbone, before, workdir, result = su_run
+    assert 0.0 <= result["accuracy"] <= 1.0
+    for folder in ("checkpoints", "best"):
+        stored = restore_params(os.path.join(workdir, folder))
+        assert sorted(stored) == ["classifier", "encoder"] and sorted(stored["encoder"]) == ["side"], folder
+    assert _files_digest(backbone) == before                       # the backbone checkpoint is untouched
+
+
+def test_the_backbone_used_is_bit_identical_to_its_checkpoint(su_run):
+    _, backbone, _, workdir, _ = su_run
+    stored = restore_params(backbone)["encoder"]
+    expected = {"encoder": {k: stored[k] for k in ("embeddings", "transformer")}}
+    assert RunFolder(workdir).backbone() == {"checkpoint": os.path.abspath(backbone),
+                                             "fingerprint": fingerprint(expected)}
+    params = RunFolder(workdir).attach_backbone(restore_params(os.path.join(workdir, "best")))
+    for a, b in zip(jax.tree_util.tree_leaves(params["encoder"]["transformer"]),
+                    jax.tree_util.tree_leaves(expected["encoder"]["transformer"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_rerun_on_another_backbone_is_refused(su_run):
+    root, _, _, workdir, _ = su_run
+    other = _backbone(root / "other", seed=1)
+    with pytest.raises(CheckpointMismatchError, match="was trained on the backbone .*holds other parameters"):
+        run(_lst_config("su", other, steps=6), workdir)
+
+
+def test_lst_needs_a_backbone_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="config.lst='gated' .*set config.train.init_checkpoint"):
+        run(_lst_config("gated", ""), str(tmp_path))
+
+
+def test_the_trainer_keeps_no_optimizer_state_for_the_backbone(tmp_path):
+    from rofjax.parallel.mesh import mesh_from_config
+    from rofjax.training.loop import build_trainer
+    from rofjax.training.tasks import build_task
+
+    config = _lst_config("gated", "unused")
+    task = build_task(config)
+    trainer = build_trainer(config, task, mesh_from_config(config), 4)
+    state = trainer.abstract_state(8)
+    size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+    trained, frozen = split_backbone(nn.unbox(jax.eval_shape(
+        lambda: task.init_params(jax.random.key(0), task.init_batch(8)))), task.model_config)
+    assert size(state.params) == size(trained) and size(state.frozen) == size(frozen) > 10 * size(trained)
+    assert size(state.opt_state) < 3 * size(trained) + 100                # AdamW moments of the trained part only
+    assert state.checkpointed().frozen is None
+
+
+@pytest.mark.parametrize("task,design", [("cmrc2018", "gated"), ("c3", "su")])
+def test_lst_trains_the_clue_heads_and_predicts_with_the_recorded_backbone(tmp_path, monkeypatch, task, design):
+    """Span (GlobalPointer over positions) and multiple-choice heads on a side network; prediction puts the
+    recorded backbone back in."""
+    import importlib
+
+    from tests.clue_fixtures import write_clue_task
+    from train.predict import predict
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    backbone = _backbone(tmp_path / "backbone", seed=2)
+    config = importlib.import_module(f"configs.clue.{task}").get_config()
+    config.unlock()
+    for key, value in BACKBONE.items():
+        config.model[key] = value
+    config.model.side_num_layers = 2
+    config.lst, config.train.init_checkpoint = design, backbone
+    config.data.data_dir = write_clue_task(tmp_path / "data", task)
+    config.data.max_length, config.data.head_size, config.data.doc_stride = 48, 16, 8
+    config.train.total_steps, config.train.batch_size, config.train.progress_bar = 2, 8, False
+    result = run(config, str(tmp_path / "run"))
+    assert result and all(np.isfinite(v) for v in result.values())
+    stored = restore_params(str(tmp_path / "run" / "checkpoints"))
+    assert sorted(stored["encoder"]) == ["side"]
+    assert os.path.exists(predict(config, str(tmp_path / "run")))
