@@ -1,0 +1,213 @@
+"""Training memory and step time of full fine-tuning, regex-frozen fine-tuning and Ladder Side-Tuning, one backbone.
+
+Every method trains the same classification model (a backbone preset, [CLS] → Dense(119), as iflytek) with the
+same batch, length and optimiser (the CLUE recipe: AdaFactor, momentum 0.9, unfactored), dropout on:
+
+  full     every parameter trained
+  frozen   `optim.param_lr = [("^encoder/(embeddings|transformer)/", 0)]`: the backbone gets no optimizer state,
+           but its gradients are still formed (back-propagation runs through every layer)
+  su       Ladder Side-Tuning, bojone/LST-CLUE's side network (`--config.lst=su`)
+  gated    Ladder Side-Tuning, the paper's gated side network, r = 8 (`--config.lst=gated`)
+
+Per method and length: trainable parameters; peak training memory as XLA's compiled step reserves it (arguments
++ outputs + temporaries − donated aliases, the whole train state included, frozen backbone too); the device's own
+peak (`memory_stats()["peak_bytes_in_use"]`, where the backend reports one — GPUs and TPUs, not CPUs; each method
+then runs in its own process so peaks do not mix); the median step time over `--steps` steps after one warm-up.
+Ratios are against `full` measured in the same run.
+
+    python benchmarks/lst.py                                  # base backbone, 128 and 512 tokens, batch 4 (CPU)
+    python benchmarks/lst.py --batch 32 --json out.json --png lst.png
+    python benchmarks/lst.py --preset bert_tiny --lengths 32 --steps 2   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+METHODS = ("full", "frozen", "su", "gated")
+FROZEN_BACKBONE = [(r"^encoder/(embeddings|transformer)/", 0.0)]
+
+
+def build(method: str, preset: str, length: int, batch: int):
+    import jax
+    from flax import linen as nn
+
+    from rofjax.data.tokenizer import Tokenizer
+    from rofjax.data.vocab import EMBEDDED_VOCAB
+    from rofjax.models import get_preset
+    from rofjax.parallel.mesh import create_mesh
+    from rofjax.training.optim import build_optimizer, optim_config
+    from rofjax.training.state import Trainer, abstract_params, trained_params
+    from rofjax.training.tasks import ClassificationTask
+
+    model_config = get_preset(preset, max_position_embeddings=max(512, length))
+    lst = dict(lst=method) if method in ("su", "gated") else {}
+    if method == "su" and model_config.num_layers < 4:                  # a tiny smoke-test backbone
+        lst["side_num_layers"] = model_config.num_layers
+    model_config = model_config.replace(**lst)
+    task = ClassificationTask(model_config, Tokenizer(EMBEDDED_VOCAB), num_labels=119, max_length=length)
+    optim = optim_config()
+    optim.name, optim.momentum, optim.min_dim_size_to_factor = "adafactor", 0.9, 10**6
+    optim.lr = 5e-3 if model_config.lst != "none" else 5e-4
+    optim.decay, optim.weight_decay, optim.clip_norm = "constant", 0.0, 0.0
+    if method == "frozen":
+        optim.param_lr = FROZEN_BACKBONE
+    params = trained_params(task, nn.unbox(abstract_params(task, batch)))
+    trainable = sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+    if method == "frozen":
+        trainable = sum(int(x.size) for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+                        if not path_is_backbone(path))
+    trainer = Trainer(task, build_optimizer(optim, 1000, params=params), create_mesh())
+    return task, trainer, trainable
+
+
+def path_is_backbone(path) -> bool:
+    import re
+
+    names = "/".join(str(getattr(k, "key", k)) for k in path)
+    return re.search(FROZEN_BACKBONE[0][0], names) is not None
+
+
+def batch_of(task, batch: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = task.init_batch(batch)
+    out["input_ids"] = rng.integers(5, 1000, out["input_ids"].shape).astype(np.int32)
+    out["labels"] = rng.integers(0, task.num_labels, out["labels"].shape).astype(np.int32)
+    return out
+
+
+def compiled_bytes(trainer, batch: int, example_batch) -> int | None:
+    import jax
+
+    abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in example_batch.items()}
+    compiled = trainer.lower_train_step(trainer.abstract_state(batch), abstract_batch).compile()
+    try:
+        m = compiled.memory_analysis()
+        return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                   - m.alias_size_in_bytes)
+    except Exception:   # noqa: BLE001 (not every backend reports it)
+        return None
+
+
+def measure(method: str, preset: str, length: int, batch: int, steps: int) -> dict:
+    import jax
+
+    task, trainer, trainable = build(method, preset, length, batch)
+    example = batch_of(task, batch)
+    row = {"method": method, "length": length, "batch": batch, "trainable": trainable,
+           "compiled_bytes": compiled_bytes(trainer, batch, example)}
+    times = []
+    state = trainer.init_state(0, batch) if steps else None
+    for step in range(steps + 1 if steps else 0):
+        start = time.perf_counter()
+        state, metrics = trainer.train_step(state, example)
+        jax.block_until_ready(metrics["loss"])
+        if step:                                              # the first step compiles
+            times.append(time.perf_counter() - start)
+    row["step_s"] = statistics.median(times) if times else None
+    stats = jax.devices()[0].memory_stats() or {}
+    row["device_peak_bytes"] = stats.get("peak_bytes_in_use")
+    row["device"] = jax.devices()[0].device_kind
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="roberta_wwm_ext_chinese_base")
+    parser.add_argument("--lengths", default="128,512")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed steps per method, after one warm-up (0: compiled memory only, nothing run)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--png", help="draw the bar chart here (needs matplotlib: pip install 'rofjax[bench]')")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)      # method:length, run in this process
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        method, length = args.worker.split(":")
+        print(json.dumps(measure(method, args.preset, int(length), args.batch, args.steps)), flush=True)
+        return None
+
+    rows = []
+    for length in (int(x) for x in args.lengths.split(",")):
+        for method in args.methods.split(","):
+            # One process per method: the device's peak memory is per process, and compile caches do not mix.
+            command = [sys.executable, os.path.abspath(__file__), "--worker", f"{method}:{length}", "--preset",
+                       args.preset, "--batch", str(args.batch), "--steps", str(args.steps)]
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{method} at {length} tokens failed:\n{out.stderr[-3000:]}")
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"measured {method} at {length} tokens", file=sys.stderr, flush=True)
+    report(rows, args)
+    return rows
+
+
+def report(rows: list[dict], args) -> None:
+    def mib(value):
+        return f"{value / 2**20:,.0f}" if value else "–"
+
+    def ratio(row, full, key):
+        return f"{row[key] / full[key]:.2f}" if row.get(key) and full.get(key) else "–"
+
+    print(f"\n{args.preset}, batch {args.batch}, {rows[0]['device']}; ratios against full fine-tuning, same run\n")
+    print("| tokens | method | trainable params | compiled peak MiB | × full | device peak MiB | × full "
+          "| step s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        full = next(r for r in rows if r["length"] == row["length"] and r["method"] == "full")
+        speed = f"{full['step_s'] / row['step_s']:.2f}×" if row.get("step_s") and full.get("step_s") else "–"
+        print(f"| {row['length']} | {row['method']} | {row['trainable']:,} | {mib(row['compiled_bytes'])} | "
+              f"{ratio(row, full, 'compiled_bytes')} | {mib(row['device_peak_bytes'])} | "
+              f"{ratio(row, full, 'device_peak_bytes')} | "
+              f"{row['step_s'] or 0:.3f} | {speed} |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"preset": args.preset, "batch": args.batch, "rows": rows}, f, indent=2)
+    if args.png:
+        chart(rows, args)
+
+
+def chart(rows: list[dict], args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = sorted({r["length"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    width = 0.8 / len(lengths)
+    panels = [("compiled_bytes", "peak training memory (× full)")]
+    if all(r.get("step_s") for r in rows):
+        panels.append(("step_s", "step time (× full)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    axes = axes[0]
+    for axis, (key, title) in zip(axes, panels):
+        for k, length in enumerate(lengths):
+            full = next(r for r in rows if r["length"] == length and r["method"] == "full")
+            values = [next(r for r in rows if r["length"] == length and r["method"] == m)[key] / full[key]
+                      for m in methods]
+            bars = axis.bar([i + k * width for i in range(len(methods))], values, width, label=f"{length} tokens")
+            axis.bar_label(bars, fmt="%.2f", fontsize=7)
+        axis.set_xticks([i + width * (len(lengths) - 1) / 2 for i in range(len(methods))], methods)
+        axis.set_title(title, fontsize=10)
+        axis.axhline(1.0, color="grey", linewidth=0.5)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{args.preset}, batch {args.batch}, {rows[0]['device']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

