@@ -225,7 +225,7 @@ def convert(args) -> int:
         if args.target == "huggingface":
             from rofjax.checkpoint.huggingface import check_export_target
 
-            check_export_target(config, args.hf_target, opt_in="--hf-target junnyu")
+            check_export_target(config, args.hf_target, opt_in="--hf-target junnyu", alternative="--to bert4keras")
         _check_fits(config, params, params_label, config_label)
         steps.update()
         delta, label = _write_checked(args, config, params, out, steps)

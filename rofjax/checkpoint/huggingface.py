@@ -188,15 +188,18 @@ def to_huggingface(params, config: ModelConfig) -> dict[str, np.ndarray]:
     return state
 
 
-def check_export_target(config: ModelConfig, target: str = "transformers", *, opt_in: str = "target='junnyu'") -> None:
-    """Refuse a Hugging Face export that the library it is meant for would load wrong; `opt_in` names the switch."""
+def check_export_target(config: ModelConfig, target: str = "transformers", *, opt_in: str = "target='junnyu'",
+                        alternative: str = "save_bert4keras") -> None:
+    """Refuse a Hugging Face export that the library it is meant for would load wrong or not at all; `opt_in` and
+    `alternative` name the caller's switches (keyword or command-line flag)."""
     if target not in TARGETS:
         raise ValueError(f"Unknown Hugging Face export target {target!r}; expected one of {TARGETS}.")
     if target == "transformers" and config.family in JUNNYU_ONLY:
-        raise ValueError(f"a {config.family} export is not a stock transformers model (RoFormerModel would load it "
-                         f"with its missing biases and norm gains freshly initialised): pass {opt_in} to write it for "
-                         f"JunnYu's roformer / gau_alpha packages (model_type {config.family!r}), or export with "
-                         f"save_bert4keras.")
+        why = ("RoFormerModel would load it with the biases and norm gains RoFormerV2 lacks freshly initialised"
+               if config.family == "roformer_v2" else "transformers has no GAU-α model")
+        raise ValueError(f"a {config.family} export is not a stock transformers model ({why}): pass {opt_in} to "
+                         f"write it for JunnYu's roformer / gau_alpha packages (model_type {config.family!r}), or "
+                         f"export with {alternative}.")
     if target == "junnyu" and config.family == "bert":
         raise ValueError("JunnYu's packages have no BERT model; export a bert model for stock transformers "
                          "(target='transformers').")
