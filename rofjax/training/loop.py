@@ -26,6 +26,7 @@ from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
 from rofjax.models.ladder import fingerprint
 from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_config
+from rofjax.training.state import TrainState
 from rofjax.training.tasks import build_task
 
 # Peak dense bf16 FLOP/s per device, for MFU. Unknown devices (CPUs) report no MFU.
@@ -175,6 +176,7 @@ def run(config, workdir: str) -> dict:
         abstract = trainer.abstract_state(batch_size)
         state = folder.restore(abstract.checkpointed(), iterator)
         if state is not None:
+            state = TrainState.from_saved(state)
             print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
         else:
             state = trainer.init_state(config.seed, batch_size)

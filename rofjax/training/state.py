@@ -34,9 +34,21 @@ from rofjax.parallel.mesh import (
 
 
 @flax.struct.dataclass
+class SavedState:
+    """What a checkpoint holds: the train state without its frozen parameters (they come from their own
+    checkpoint). Its fields are the checkpoint layout every run folder has used, so older runs resume."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    ema_params: Any = None
+
+
+@flax.struct.dataclass
 class TrainState:
     """`params` are the trained parameters; `frozen` the ones a Ladder Side-Tuning model never trains (its
-    backbone): not differentiated, no optimizer state, not checkpointed (`checkpointed()`)."""
+    backbone): not differentiated, no optimizer state, not checkpointed."""
 
     step: jax.Array
     params: Any
@@ -49,9 +61,14 @@ class TrainState:
         """Every parameter of the model (trained and frozen), as `task` methods take them."""
         return merge_backbone(self.ema_params if ema else self.params, self.frozen)
 
-    def checkpointed(self) -> TrainState:
-        """What a checkpoint holds: everything but the frozen parameters (they come from their own checkpoint)."""
-        return self.replace(frozen=None)
+    def checkpointed(self) -> SavedState:
+        return SavedState(step=self.step, params=self.params, opt_state=self.opt_state, rng=self.rng,
+                          ema_params=self.ema_params)
+
+    @classmethod
+    def from_saved(cls, saved: SavedState, frozen=None) -> TrainState:
+        return cls(step=saved.step, params=saved.params, opt_state=saved.opt_state, rng=saved.rng,
+                   ema_params=saved.ema_params, frozen=frozen)
 
 
 def _finite_tree(tree) -> jax.Array:
