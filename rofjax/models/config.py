@@ -150,6 +150,8 @@ class ModelConfig:
         if self.lst != "none":
             if self.side_reduction < 1:
                 problems.append(f"side_reduction={self.side_reduction} (must be ≥ 1)")
+            if self.side_layers is not None and not self.side_layers:
+                problems.append("side_layers=() leaves the side network without inputs")
             bad = [i for i in self.side_layers or () if not 0 <= i < self.num_layers]
             if bad:
                 problems.append(f"side_layers {bad} are not layers of a {self.num_layers}-layer backbone")
@@ -296,7 +298,7 @@ class ModelConfig:
         if missing:
             raise KeyError(f"{source}: missing key(s) {missing}.")
         model_type = config.get("model_type", "roformer")
-        if model_type in ("bert", "roberta"):
+        if model_type == "bert":             # fairseq-style "roberta" offsets its positions: refused below
             position_type = config.get("position_embedding_type", "absolute")
             if position_type != "absolute":
                 raise ValueError(f"{source}: position_embedding_type={position_type!r}; rofjax's BERT has learned "

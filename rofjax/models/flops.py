@@ -23,3 +23,17 @@ def encoder_forward_flops(config: ModelConfig, length: int) -> float:
 def global_pointer_flops(config: ModelConfig, length: int, heads: int, head_size: int) -> float:
     """Matmul FLOPs of `heads` GlobalPointer heads (q/k projections and the n × n scores) over `length` tokens."""
     return float(2 * length * config.hidden_size * 2 * head_size * heads + 2 * length * length * head_size * heads)
+
+
+def encoder_training_flops(config: ModelConfig, length: int) -> float:
+    """Matmul FLOPs of the encoder in one training step over `length` tokens: forward + backward ≈ 3 × forward;
+    with Ladder Side-Tuning the backbone runs forward only and the side network (and its ladder projections) both
+    ways."""
+    if config.lst == "none":
+        return 3 * encoder_forward_flops(config, length)
+    from rofjax.models.ladder import feeding_layers, side_config
+
+    side = side_config(config)
+    ladders = 2 * length * config.hidden_size * side.hidden_size * (len(feeding_layers(config)) + 1)
+    up = 2 * length * side.hidden_size * config.hidden_size if config.lst == "gated" else 0
+    return encoder_forward_flops(config, length) + 3 * (encoder_forward_flops(side, length) + ladders + up)

@@ -135,3 +135,17 @@ def test_backbone_only_heads_and_bad_side_settings_are_refused():
         get_preset("bert_tiny", lst="su")
     with pytest.raises(ValueError, match="lst="):
         get_preset("bert_tiny", lst="adapter")
+
+
+def test_training_flops_count_the_backbone_forward_only():
+    from rofjax.models.flops import encoder_forward_flops, encoder_training_flops
+
+    full = get_preset("roberta_wwm_ext_chinese_base")
+    su = full.replace(lst="su")
+    side = side_config(su)
+    ladders = 2 * 128 * 768 * 128 * 5
+    assert encoder_training_flops(full, 128) == 3 * encoder_forward_flops(full, 128)
+    assert encoder_training_flops(su, 128) == encoder_forward_flops(full, 128) + 3 * (
+        encoder_forward_flops(side, 128) + ladders)
+    with pytest.raises(ValueError, match="side_layers=\\(\\) leaves the side network without inputs"):
+        full.replace(lst="gated", side_layers=())

@@ -30,7 +30,7 @@ import numpy as np
 from rofjax.data.pipeline import padded_batches
 from rofjax.data.tokenizer import Tokenizer, pad_batch
 from rofjax.models.config import ModelConfig
-from rofjax.models.flops import encoder_forward_flops
+from rofjax.models.flops import encoder_training_flops
 
 
 @dataclasses.dataclass
@@ -102,7 +102,7 @@ class Task(abc.ABC):
 
     def flops_per_example(self) -> float:
         """Training FLOPs of one example (forward + backward ≈ 3 × forward matmul FLOPs), encoder only."""
-        return 3 * encoder_forward_flops(self.model_config, self.max_length)
+        return encoder_training_flops(self.model_config, self.max_length)
 
     # Evaluation and decoding -------------------------------------------------------------------------------------
     def evaluate(self, params, records: Sequence[dict], batch_size: int) -> dict:

@@ -23,7 +23,7 @@ from rofjax.decode.events import (
 from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker
-from rofjax.models.flops import encoder_forward_flops, global_pointer_flops
+from rofjax.models.flops import encoder_training_flops, global_pointer_flops
 from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
@@ -116,5 +116,5 @@ class EventTask(Task):
 
     def flops_per_example(self) -> float:
         n = self.max_length
-        return 3 * (encoder_forward_flops(self.model_config, n)
-                    + global_pointer_flops(self.model_config, n, heads=3, head_size=self.head_size))
+        return encoder_training_flops(self.model_config, n) + 3 * global_pointer_flops(
+            self.model_config, n, heads=3, head_size=self.head_size)
