@@ -3,6 +3,7 @@ checkpoint, an unwritable checkpoint folder, exploding losses, reruns of finishe
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -30,6 +31,19 @@ def tiny(total_steps=4, **train):
 
 def _steps(path):
     return [json.loads(line)["step"] for line in open(path, encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 4-step run (checkpoints at steps 2 and 4), trained once; each test works on its own copy."""
+    workdir = tmp_path_factory.mktemp("reliability") / "run"
+    run(tiny(4), str(workdir))
+
+    def copy(to):
+        shutil.copytree(workdir, to)
+        return to
+
+    return copy
 
 
 @pytest.mark.parametrize("key,value,expected", [("save_every", 0, "≥ 1"), ("log_every", 0, "≥ 1"),
@@ -67,9 +81,8 @@ def test_logs_keep_each_step_once_in_order(tmp_path):
     assert [json.loads(line)["loss"] for line in open(path)][:3] == [3, 4, 5]      # the rerun's rows win
 
 
-def test_damaged_latest_step_is_moved_aside_and_the_one_before_restored(tmp_path):
-    workdir = tmp_path / "run"
-    run(tiny(4), str(workdir))                                             # checkpoints at steps 2 and 4
+def test_damaged_latest_step_is_moved_aside_and_the_one_before_restored(tmp_path, finished_run):
+    workdir = finished_run(tmp_path / "run")                               # checkpoints at steps 2 and 4
     state_files = [os.path.join(root, name) for root, _, names in os.walk(workdir / "checkpoints" / "4" / "state")
                    for name in names if os.path.getsize(os.path.join(root, name)) > 64]
     for path in state_files:                                               # damage every data file of step 4
@@ -84,26 +97,16 @@ def test_damaged_latest_step_is_moved_aside_and_the_one_before_restored(tmp_path
     assert _steps(workdir / "eval_metrics.jsonl") == [6]                  # step 4's was after the restored step
 
 
-def test_skipped_updates_are_counted_stopped_and_never_kept_as_best(tmp_path):
-    config = tiny(20, nonfinite="skip", max_consecutive_skips=3)
-    config.optim.lr = 1e12
-    config.optim.clip_norm = 0.0
-    with pytest.raises(NonFiniteLossError, match=r"3 updates in a row skipped"):
-        run(config, str(tmp_path / "run"))
-    assert not any(name.isdigit() for name in os.listdir(tmp_path / "run" / "best"))
-
-
-def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path):
+def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path, finished_run):
     from rofjax.checkpoint import CheckpointMismatchError
     from rofjax.cli import main as rofjax_cli
 
-    workdir = tmp_path / "run"
-    run(tiny(2), str(workdir))
-    wider = tiny(4)
+    workdir = finished_run(tmp_path / "run")
+    wider = tiny(6)
     wider.model.hidden_size = 48
     with pytest.raises(CheckpointMismatchError, match="saved by a run of another model or optimiser"):
         run(wider, str(workdir))
-    assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]             # nothing moved aside
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]        # nothing moved aside
     # The run folder converts as it is: parameters from best/, the model config the run wrote beside it.
     assert rofjax_cli(["convert", "--from", "rofjax", "--checkpoint", str(workdir / "best"),
                        "--out", str(tmp_path / "exported")]) == 0
@@ -113,6 +116,15 @@ def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path):
     with pytest.raises(ValueError, match=r"run/checkpoints: (the )?encoder (parameter|has) \S+") as error:
         run(deeper, str(tmp_path / "deeper"))
     assert len(str(error.value)) < 300
+
+
+def test_skipped_updates_are_counted_stopped_and_never_kept_as_best(tmp_path):
+    config = tiny(20, nonfinite="skip", max_consecutive_skips=3)
+    config.optim.lr = 1e12
+    config.optim.clip_norm = 0.0
+    with pytest.raises(NonFiniteLossError, match=r"3 updates in a row skipped"):
+        run(config, str(tmp_path / "run"))
+    assert not any(name.isdigit() for name in os.listdir(tmp_path / "run" / "best"))
 
 
 def test_user_errors_end_in_one_line_and_exit_code_2(capsys):
