@@ -76,9 +76,9 @@ def build_trainer(config, task, mesh, total_steps: int):
 
     rules = rules_from_config(config)
     optim = config.optim
-    if task.model_config.lst != "none" and config.lst_lr:
+    if task.model_config.lst != "none" and config.get("lst_lr"):
         optim = optim.copy_and_resolve_references()
-        optim.lr = config.lst_lr
+        optim.lr = config.get("lst_lr")
     params = trained_params(task, nn.unbox(abstract_params(task, config.train.batch_size)))
     tx = build_optimizer(optim, total_steps, params=params)
     return Trainer(task, tx, mesh, schedule=learning_rate_schedule(optim, total_steps),
@@ -146,7 +146,7 @@ def run(config, workdir: str) -> dict:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
-    if config.lst and not config.train.init_checkpoint:
+    if config.get("lst") and not config.train.init_checkpoint:
         raise ValueError(f"config.lst={config.lst!r} trains a side network on a frozen backbone: set "
                          f"config.train.init_checkpoint to the backbone's checkpoint.")
     mesh = mesh_from_config(config)
