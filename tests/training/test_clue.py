@@ -38,8 +38,11 @@ def tiny_config(task, folder, cache):
 # RoFormerV2 (which the other tasks run), so every task and every family is trained once.
 PRESETS = {"cmrc2018": "gau_alpha_tiny", "c3": "roformer_tiny"}
 # afqmc is trained, evaluated and predicted through the command lines (test_finetune_and_predict_command_lines).
+# ocnli is cmnli with other file names: the same config, label set, model, task and submission writer; its files
+# are read and built by the code tests/data/test_clue.py checks for every task and split.
+NOT_IN_PROCESS = {"afqmc", "ocnli"}
 IN_PROCESS = [pytest.param(task, PRESETS.get(task, "roformer_v2_tiny"), id=f"{task}-{PRESETS[task]}"
-                           if task in PRESETS else task) for task in clue.TASKS if task != "afqmc"]
+                           if task in PRESETS else task) for task in clue.TASKS if task not in NOT_IN_PROCESS]
 
 
 @pytest.mark.parametrize("task,preset", IN_PROCESS)
