@@ -10,13 +10,18 @@ alike; the medians are compared against the first baseline.
 
 Sections:
   step     rofjax variants vs PyTorch eager (and `torch.compile` on GPU); ms/step, tokens/s, MFU, peak memory
-  trainer  RoFormerV2 base through the real `Trainer` and `MaskedLMTask` (packed-document masks, gathered head)
+  trainer  RoFormerV2 base through the real `Trainer` and `MaskedLMTask` (packed-document masks, gathered head), one
+           row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout)
   long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
   compile  compile time of 24 vs 2 scanned layers
 
 MFU is model FLOPs (matmuls of forward + backward = 3 × forward, counted by `encoder_forward_flops` plus the
 vocabulary projection) over the device's peak dense bf16 FLOP/s. rofjax's peak memory is what XLA's compiled
 step reserves (arguments + outputs + temporaries − donated aliases); PyTorch's is `max_memory_allocated`.
+
+On the GPU every JAX run (each step variant, each Trainer variant, the long and compile sections) is a child process
+of this one, and PyTorch another: a run that aborts the process (XLA's cuDNN attention did, at a `CHECK` in
+`cuda_dnn.cc`, jax 0.11.2) loses its own row only. `--no-isolate` runs them all in one process.
 
 Variants of the rofjax step (names joined by `+`; each computes the same loss):
   all_logits / masked_logits  vocabulary logits for every token, or the MLM head only at the labelled positions
@@ -40,9 +45,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 THREADS_DEFAULT = os.cpu_count() or 1
 PEAK_BF16 = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
              "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
-GPU_VARIANTS = ("all_logits+xla+gather,all_logits+xla+one_hot,all_logits+cudnn+one_hot+fused_dropout,"
-                "masked_logits+cudnn+one_hot+fused_dropout,masked_logits+cudnn+one_hot+no_attn_dropout,"
-                "masked_logits+cudnn+one_hot+fused_dropout+unrolled")
+GPU_VARIANTS = ("all_logits+xla+gather,all_logits+xla+one_hot,masked_logits+xla+one_hot,"
+                "masked_logits+cudnn+one_hot+no_attn_dropout,masked_logits+cudnn+one_hot+fused_dropout")
+TRAINER_GPU_VARIANTS = "scan,scan+no_attn_dropout,unrolled,scan+fused_dropout"
 
 
 def parse_args(argv=None):
@@ -65,9 +70,15 @@ def parse_args(argv=None):
                         help="FLASH chunk size of GAU-α in the long section from 2048 tokens on (0: none)")
     parser.add_argument("--compile-only", action="store_true",
                         help="long section: report the compiled step's memory without running it")
-    parser.add_argument("--profile", help="write a device trace of one rofjax variant to this folder")
-    parser.add_argument("--profile-variant", default="masked_logits+cudnn+one_hot+fused_dropout",
-                        help="the variant traced (the first rofjax variant when it is not among --variants)")
+    parser.add_argument("--trainer-variants", default=None,
+                        help="comma list of Trainer runs, parts joined by +: scan|unrolled, xla|cudnn, "
+                             "fused_dropout, no_attn_dropout")
+    parser.add_argument("--profile", help="write a device trace of one rofjax run to this folder")
+    parser.add_argument("--profile-variant", default="trainer:scan",
+                        help="the run traced: a step variant, or trainer:NAME for a Trainer run")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="run every JAX run in a child process, so that one that aborts the process loses only "
+                             "its own row (default on GPU)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     gpu = args.device == "gpu"
@@ -75,6 +86,8 @@ def parse_args(argv=None):
     args.batch = args.batch or (32 if gpu else 16)
     args.length = args.length or (512 if gpu else 128)
     args.variants = args.variants or (GPU_VARIANTS if gpu else "all_logits,masked_logits")
+    args.trainer_variants = args.trainer_variants or (TRAINER_GPU_VARIANTS if gpu else "scan")
+    args.isolate = gpu if args.isolate is None else args.isolate
     args.shape = (dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, vocab_size=12000)
                   if gpu else dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
                                    vocab_size=8000))
@@ -223,14 +236,15 @@ def jax_runner(args, ids, segments, labels, variant):
         updates, state = optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, rng, loss
 
-    compiled = jax.jit(train_step, donate_argnums=(0, 1))
+    compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, key).compile()
+    reserved = compiled_bytes(compiled)
     carry = {"params": params, "opt": opt_state, "rng": key}
 
     def step():
         carry["params"], carry["opt"], carry["rng"], loss = compiled(carry["params"], carry["opt"], carry["rng"])
         return float(loss)
 
-    return step, lambda: None
+    return step, lambda: reserved
 
 
 def timed(step, steps):
@@ -240,12 +254,8 @@ def timed(step, steps):
     return (time.perf_counter() - start) / steps
 
 
-def peak_flops(args):
-    import jax
-
-    if args.device != "gpu":
-        return None
-    return PEAK_BF16.get(jax.devices()[0].device_kind)
+def peak_flops(args, device_kind):
+    return PEAK_BF16.get(device_kind) if args.device == "gpu" else None
 
 
 def gib(n):
@@ -286,61 +296,121 @@ def section_torch(args, results):
     results["torch"] = torch_baselines(args, ids, segments, labels)
 
 
-def torch_in_child(args):
-    # On the GPU the PyTorch baselines run in their own process, before JAX starts: with PyTorch's CUDA context in
-    # the same process, XLA's cuDNN attention aborted at its first execution on an H200 (jax 0.11.2, torch 2.11).
+def child_command(args, section, *extra):
+    """This script, for one section, with this run's shape and timing options; results go to --json."""
+    command = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--sections", section,
+               "--rounds", str(args.rounds), "--steps", str(args.steps), "--batch", str(args.batch),
+               "--length", str(args.length), "--threads", str(args.threads), "--long-lengths", args.long_lengths,
+               "--long-tokens", str(args.long_tokens), "--long-families", args.long_families,
+               "--gau-chunk", str(args.gau_chunk), "--no-isolate", *extra]
+    if args.compile_only:
+        command.append("--compile-only")
+    if args.no_torch_compile:
+        command.append("--no-torch-compile")
+    if args.unrolled:
+        command.append("--unrolled")
+    return command
+
+
+def run_child(command):
+    """Run `command` (which writes --json at the end), echoing its output; (results, None) or (None, why it died)."""
+    import collections
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        out = os.path.join(folder, "torch.json")
-        command = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--sections", "torch",
-                   "--rounds", str(args.rounds), "--steps", str(args.steps), "--batch", str(args.batch),
-                   "--length", str(args.length), "--threads", str(args.threads), "--json", out]
-        if args.no_torch_compile:
-            command.append("--no-torch-compile")
-        subprocess.run(command, check=True)
-        with open(out, encoding="utf-8") as f:
-            return json.load(f)["torch"]
+        out = os.path.join(folder, "child.json")
+        tail = collections.deque(maxlen=40)
+        with subprocess.Popen([*command, "--json", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, bufsize=1) as child:
+            for line in child.stdout:
+                if not line.startswith("    @"):          # the frames of an abort's stack trace
+                    sys.stderr.write(line)
+                tail.append(line.rstrip())
+        if child.returncode == 0 and os.path.exists(out):
+            with open(out, encoding="utf-8") as f:
+                return json.load(f), None
+        cause = next((line for line in tail if "Check failed" in line or "Error" in line), tail[-1] if tail else "")
+        return None, f"exit {child.returncode}: {cause.strip()[:300]}"
+
+
+def torch_in_child(args):
+    # On the GPU the PyTorch baselines run in their own process, before JAX starts: with PyTorch's CUDA context in
+    # the same process, XLA's cuDNN attention aborted at its first execution on an H200 (jax 0.11.2, torch 2.11).
+    results, why = run_child(child_command(args, "torch"))
+    if results is None:
+        raise RuntimeError(f"the PyTorch baselines failed ({why})")
+    return results["torch"]
+
+
+def section_variant(args, results):
+    """The rofjax step variants of --variants, warmed up and timed in this process (a child of the step section)."""
+    ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
+    runners, memory = {}, {}
+    for variant in [v for v in args.variants.split(",") if v]:
+        runners[f"rofjax[{variant}]"], memory[f"rofjax[{variant}]"] = jax_runner(args, ids, segments, labels, variant)
+    first_losses, times = measure(runners, args)
+    results["variants"] = {name: {"times": times[name], "first_loss": first_losses[name],
+                                  "peak_bytes": memory[name]()} for name in runners}
+    trace_if_asked(args, runners)
+
+
+def trace_if_asked(args, runners):
+    """Write a device trace of three steps of the runner --profile-variant names, if this process has it."""
+    import jax
+
+    wanted = args.profile_variant if args.profile_variant.startswith("trainer:") else f"rofjax[{args.profile_variant}]"
+    if not args.profile or wanted not in runners:
+        return
+    print(f"tracing {wanted} into {args.profile}", file=sys.stderr, flush=True)
+    jax.profiler.start_trace(args.profile, create_perfetto_trace=True)
+    for _ in range(3):
+        runners[wanted]()
+    jax.profiler.stop_trace()
 
 
 def section_step(args, results):
     ids, segments, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
     tokens = args.batch * args.length
-    measured = torch_in_child(args) if args.device == "gpu" else None
-    import jax
-
-    runners, memory = {}, {}
-    for variant in [v for v in args.variants.split(",") if v]:
-        name = f"rofjax[{variant}]"
-        try:
-            runners[name], memory[name] = jax_runner(args, ids, segments, labels, variant)
-        except Exception as e:  # noqa: BLE001 (report and go on: one failing variant must not hide the rest)
-            print(f"FAILED {name}: {type(e).__name__}: {str(e)[:400]}", flush=True)
-            results.setdefault("failures", {})[name] = f"{type(e).__name__}: {str(e)[:400]}"
-    if measured is None:      # CPU: PyTorch in the same rounds, so a noisy neighbour slows both alike
-        runners = {"pytorch": torch_runner(args, ids, segments, labels, compiled=False)[0], **runners}
-        first_losses, times = measure(runners, args)
-        measured = {}
+    measured = torch_in_child(args) if args.device == "gpu" or args.isolate else None
+    runners, memory, times, first_losses = {}, {}, {}, {}
+    variants = [v for v in args.variants.split(",") if v]
+    if args.isolate:
+        for variant in variants:
+            name = f"rofjax[{variant}]"
+            extra = ["--variants", variant, "--profile-variant", args.profile_variant]
+            child, why = run_child(child_command(args, "variant", *extra,
+                                                 *(["--profile", args.profile] if args.profile else [])))
+            if child is not None and "variants" not in child:
+                why = child.get("failures", {}).get("variant", "no result")
+                child = None
+            if child is None:
+                print(f"FAILED {name}: {why}", flush=True)
+                results.setdefault("failures", {})[name] = why
+                continue
+            measured = {**(measured or {}), **child["variants"]}
+            results.update(device=child["device"], jax=child["jax"])
     else:
+        for variant in variants:
+            name = f"rofjax[{variant}]"
+            try:
+                runners[name], memory[name] = jax_runner(args, ids, segments, labels, variant)
+            except Exception as e:  # noqa: BLE001 (report and go on: one failing variant must not hide the rest)
+                print(f"FAILED {name}: {type(e).__name__}: {str(e)[:400]}", flush=True)
+                results.setdefault("failures", {})[name] = f"{type(e).__name__}: {str(e)[:400]}"
+        if measured is None:      # CPU: PyTorch in the same rounds, so a noisy neighbour slows both alike
+            runners = {"pytorch": torch_runner(args, ids, segments, labels, compiled=False)[0], **runners}
         first_losses, times = measure(runners, args)
-    for name, row in measured.items():
+        trace_if_asked(args, runners)
+    for name, row in (measured or {}).items():
         times[name], first_losses[name] = row["times"], row["first_loss"]
         memory[name] = lambda row=row: row["peak_bytes"]
     memory.setdefault("pytorch", lambda: None)
-    if args.profile:
-        wanted = f"rofjax[{args.profile_variant}]"
-        traced = wanted if wanted in runners else next(n for n in runners if n.startswith("rofjax"))
-        print(f"tracing {traced} into {args.profile}", file=sys.stderr, flush=True)
-        jax.profiler.start_trace(args.profile, create_perfetto_trace=True)
-        for _ in range(3):
-            runners[traced]()
-        jax.profiler.stop_trace()
     baselines = [b for b in ("pytorch", "pytorch[compile]") if b in times]
-    peak = peak_flops(args)
+    peak = peak_flops(args, results.get("device"))
     flops = model_flops(args.shape, args.batch, args.length, args.batch * args.length)
     print(f"\n== step: RoFormer {args.shape} batch {args.batch}×{args.length} {args.dtype} dropout 0.1, "
-          f"jax {jax.__version__} on {jax.devices()[0].device_kind}")
+          f"jax {results.get('jax')} on {results.get('device')}")
     out = {}
     medians = {n: statistics.median(t) for n, t in times.items()}
     for name in sorted(medians, key=lambda n: (not n.startswith("pytorch"), n)):
@@ -360,7 +430,41 @@ def section_step(args, results):
     results["step"] = out
 
 
+def trainer_overrides(variant):
+    """Model-config overrides of a Trainer run named like `unrolled+no_attn_dropout`."""
+    parts = set(variant.split("+"))
+    known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout"}
+    if parts - known:
+        raise SystemExit(f"unknown trainer variant part(s) {sorted(parts - known)} in {variant!r}; "
+                         f"known: {sorted(known)}")
+    overrides = {"scan_layers": "unrolled" not in parts, "fused_attention_dropout": "fused_dropout" in parts}
+    if "xla" in parts or "cudnn" in parts:
+        overrides["attention_implementation"] = "xla" if "xla" in parts else "cudnn"
+    if "no_attn_dropout" in parts:
+        overrides["attention_dropout_rate"] = 0.0
+    return overrides
+
+
 def section_trainer(args, results):
+    """RoFormerV2 base through the real `Trainer` and `MaskedLMTask`, one row per --trainer-variants entry."""
+    out = results.setdefault("trainer", {})
+    variants = [v for v in args.trainer_variants.split(",") if v]
+    if args.isolate and len(variants) > 1:
+        for variant in variants:
+            child, why = run_child(child_command(args, "trainer", "--trainer-variants", variant,
+                                                 "--profile-variant", args.profile_variant,
+                                                 *(["--profile", args.profile] if args.profile else [])))
+            if child is not None and "trainer" not in child:
+                why = child.get("failures", {}).get("trainer", "no result")
+                child = None
+            if child is None:
+                print(f"== trainer {variant}: FAILED {why}", flush=True)
+                results.setdefault("failures", {})[f"trainer:{variant}"] = why
+                continue
+            out.update(child["trainer"])
+            results.update(device=child["device"], jax=child["jax"])
+        return
+
     import jax
     import numpy as np
     import optax
@@ -373,11 +477,8 @@ def section_trainer(args, results):
 
     vocab = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rofjax", "data", "vocab",
                          "snownlp_char.txt")
-    out = {}
-    for name, overrides in (("roformer_v2_base", {}),
-                            ("roformer_v2_base+fused_dropout", {"fused_attention_dropout": True})):
-        config = get_preset("roformer_v2_chinese_char_base", dtype=args.dtype,
-                            **{"scan_layers": not args.unrolled, **overrides})
+    for variant in variants:
+        config = get_preset("roformer_v2_chinese_char_base", dtype=args.dtype, **trainer_overrides(variant))
         task = MaskedLMTask(config, Tokenizer(vocab), max_length=args.length)
         mesh = create_mesh()
         trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh)
@@ -402,18 +503,25 @@ def section_trainer(args, results):
             jax.block_until_ready(metrics)
             samples.append((time.perf_counter() - start) / args.steps)
         seconds = statistics.median(samples)
-        peak = peak_flops(args)
+        peak = peak_flops(args, jax.devices()[0].device_kind)
         flops = args.batch * task.flops_per_example()
-        out[name] = {"step_ms": seconds * 1e3, "tokens_per_s": args.batch * args.length / seconds,
-                     "mfu": flops / seconds / peak if peak else None, "compile_s": compile_s,
-                     "loss": float(metrics["loss"])}
-        print(f"== trainer {name} {args.batch}×{args.length}: {seconds * 1e3:.1f} ms/step, "
+        out[variant] = {"step_ms": seconds * 1e3, "tokens_per_s": args.batch * args.length / seconds,
+                        "mfu": flops / seconds / peak if peak else None, "compile_s": compile_s,
+                        "loss": float(metrics["loss"])}
+        print(f"== trainer roformer_v2_base {variant} {args.batch}×{args.length}: {seconds * 1e3:.1f} ms/step, "
               f"{args.batch * args.length / seconds:.0f} tok/s, MFU "
               f"{'n/a' if not peak else f'{flops / seconds / peak:.1%}'} "
               f"(3 × (encoder forward + {P} predictions × 2·E·V) per example = {task.flops_per_example() / 1e9:.1f} "
               f"GFLOP), first compile {compile_s:.1f} s", flush=True)
-        del state, trainer
-    results["trainer"] = out
+
+        holder = {"state": state}
+
+        def one_step():
+            holder["state"], step_metrics = trainer.train_step(holder["state"], batch)
+            jax.block_until_ready(step_metrics)
+
+        trace_if_asked(args, {f"trainer:{variant}": one_step})
+        del state, holder, trainer
 
 
 def long_step(args, config, batch, length):
@@ -543,19 +651,29 @@ def main(argv=None):
     args = parse_args(argv)
     configure(args)
     results = {"batch": args.batch, "length": args.length, "dtype": args.dtype, "date": time.strftime("%Y-%m-%d")}
-    if args.sections != "torch":       # the PyTorch child never starts JAX
+    # Isolated (the GPU default), this process never starts JAX: every JAX run is a child process.
+    if args.sections != "torch" and not args.isolate:
         import jax
 
         if args.device == "gpu" and jax.default_backend() != "gpu":
             raise SystemExit(f"--device gpu but JAX runs on {jax.default_backend()}")
         results.update(device=jax.devices()[0].device_kind, jax=jax.__version__)
     sections = {"step": section_step, "trainer": section_trainer, "long": section_long,
-                "compile": section_compile, "torch": section_torch}
+                "compile": section_compile, "torch": section_torch, "variant": section_variant}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; expected {sorted(sections)}")
         try:
-            sections[name](args, results)
+            if args.isolate and name in ("long", "compile"):
+                child, why = run_child(child_command(args, name))
+                if child is not None and name not in child:
+                    child, why = None, child.get("failures", {}).get(name, "no result")
+                if child is None:
+                    raise RuntimeError(why)
+                results[name] = child[name]
+                results.update(device=child["device"], jax=child["jax"])
+            else:
+                sections[name](args, results)
         except Exception as e:   # noqa: BLE001 (later sections still run; the failure is reported)
             import traceback
 
