@@ -445,6 +445,19 @@ def trainer_overrides(variant):
     return overrides
 
 
+def trainer_stepper(trainer, state, batch):
+    """One synchronised `Trainer` step per call, carrying the state along."""
+    import jax
+
+    held = {"state": state}
+
+    def step():
+        held["state"], metrics = trainer.train_step(held["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return step
+
+
 def section_trainer(args, results):
     """RoFormerV2 base through the real `Trainer` and `MaskedLMTask`, one row per --trainer-variants entry."""
     out = results.setdefault("trainer", {})
@@ -514,14 +527,8 @@ def section_trainer(args, results):
               f"(3 × (encoder forward + {P} predictions × 2·E·V) per example = {task.flops_per_example() / 1e9:.1f} "
               f"GFLOP), first compile {compile_s:.1f} s", flush=True)
 
-        holder = {"state": state}
-
-        def one_step():
-            holder["state"], step_metrics = trainer.train_step(holder["state"], batch)
-            jax.block_until_ready(step_metrics)
-
-        trace_if_asked(args, {f"trainer:{variant}": one_step})
-        del state, holder, trainer
+        trace_if_asked(args, {f"trainer:{variant}": trainer_stepper(trainer, state, batch)})
+        del state, trainer
 
 
 def long_step(args, config, batch, length):

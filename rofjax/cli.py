@@ -1,4 +1,8 @@
-"""`rofjax` command line: `rofjax convert ...`.
+"""`rofjax` command line: `rofjax convert ...`, `rofjax export RUN_DIR OUT_DIR`, `rofjax predict --model DIR ...`.
+
+    rofjax export workdir/ner models/ner             # a run's self-contained model folder (rofjax.export)
+    rofjax predict --model models/ner --task ner --input texts.txt --output entities.jsonl
+    echo 李鹏在北京会见了美国客人 | rofjax predict --model models/ner --task ner
 
     rofjax convert --from bert4keras --model roformer_v2 --config bert_config.json --checkpoint bert_model.ckpt \
         --out DIR                                   # → DIR/params (orbax) + DIR/model_config.json
@@ -284,6 +288,49 @@ def _write_checked(args, config, params, out: str, steps) -> tuple[float, str]:
                     break
 
 
+def export_command(args) -> int:
+    from rofjax.export import export
+
+    out = export(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(out)
+    return 0
+
+
+def predict_command(args) -> int:
+    """JSON lines `{"text": ..., "result": ...}`, one per non-empty input line, to --output (written whole, then
+    renamed into place) or stdout."""
+    import json
+
+    from rofjax.pipelines import pipeline, predict_lines
+
+    pipe = pipeline(args.task, args.model, batch_size=args.batch_size, checkpoint=args.checkpoint)
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    try:
+        rows = predict_lines(pipe, source, text_key=args.text_key)
+        if args.output is None:
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            return 0
+        tmp = f"{args.output}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                count = 0
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+            os.replace(tmp, args.output)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        print(f"{count} predictions → {args.output}", file=sys.stderr)
+        return 0
+    except ValueError as error:
+        raise ValueError(f"{args.input or 'stdin'}: {error}") from None
+    finally:
+        if args.input:
+            source.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rofjax", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tolerance", type=float, default=1e-4, help="largest acceptable parity |Δ|")
     c.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     c.set_defaults(handler=convert)
+
+    e = commands.add_parser("export", help="write a run's self-contained model folder (weights, config, vocabulary, "
+                                           "labels, model card)")
+    e.add_argument("run_dir", help="the training run's --workdir")
+    e.add_argument("out_dir", help="the model folder to write")
+    e.add_argument("--checkpoint", help="parameters other than the run's best/ (else latest checkpoint)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+    e.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    e.set_defaults(handler=export_command)
+
+    p = commands.add_parser("predict", help="run a model on raw text: lines or JSON lines in, JSON lines out")
+    p.add_argument("--model", required=True, help="an exported model folder, a run folder or a hub id")
+    p.add_argument("--task", required=True, choices=("ner", "classification", "relations", "events"))
+    p.add_argument("--input", help="text file, one text (or JSON object) per line (default: stdin)")
+    p.add_argument("--output", help="JSON lines file to write (default: stdout)")
+    p.add_argument("--text-key", default="text", help="the text field of JSON input lines")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--checkpoint", help="with a run folder: parameters other than its best/")
+    p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    p.set_defaults(handler=predict_command)
     return parser
 
 

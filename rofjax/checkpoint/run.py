@@ -9,6 +9,9 @@ A run folder (`RunFolder`):
     tensorboard/                             TensorBoard scalars
     backbone.json                            Ladder Side-Tuning: the frozen backbone's checkpoint and fingerprint
                                              (its parameters are not stored here; they are read from there)
+    model_config.json, vocab.txt, labels.json   the encoder's config, a copy of the vocabulary and the label set:
+                                             with them the run is a usable model without its data
+                                             (`rofjax.export`, `rofjax.pipeline`)
 
 Orbax commits a step by renaming its folder, so a process killed mid-save leaves no half checkpoint, and the
 latest complete step is what a rerun resumes from.
@@ -53,6 +56,8 @@ METRICS = "metrics.jsonl"
 EVAL_METRICS = "eval_metrics.jsonl"
 LOCK = ".lock"
 BACKBONE_FILE = "backbone.json"
+VOCAB_FILE = "vocab.txt"
+LABELS_FILE = "labels.json"
 
 
 class RunLockedError(RuntimeError):
@@ -384,6 +389,40 @@ class RunFolder:
                 if row.get("step") == step:
                     found = row
         return found
+
+    def best_row(self) -> dict | None:
+        """The evaluation row of the parameters under best/, if any."""
+        step = latest_step_or_none(self.path(BEST))
+        return self.eval_row(step) if step is not None else None
+
+    def record_task_inputs(self, vocab_path: str, labels) -> None:
+        """Keep a copy of the vocabulary and the label set (`DatasetSpec.labels`) beside the checkpoints."""
+        from rofjax.export import labels_to_json
+
+        if jax.process_index() != 0:
+            return
+        with open(vocab_path, "rb") as f:
+            vocab = f.read()
+        labels_text = json.dumps({"labels": labels_to_json(labels)}, ensure_ascii=False, indent=1) + "\n"
+        for name, content in ((VOCAB_FILE, vocab), (LABELS_FILE, labels_text.encode("utf-8"))):
+            target = self.path(name)
+            if os.path.exists(target):
+                with open(target, "rb") as f:
+                    if f.read() == content:
+                        continue
+            with open(target + ".tmp", "wb") as f:
+                f.write(content)
+            os.replace(target + ".tmp", target)
+
+    def task_inputs(self) -> tuple[str, Any] | None:
+        """`(vocabulary path, label set)` recorded by `record_task_inputs`; `None` for runs made before."""
+        from rofjax.export import labels_from_json
+
+        vocab, labels = self.path(VOCAB_FILE), self.path(LABELS_FILE)
+        if not (os.path.exists(vocab) and os.path.exists(labels)):
+            return None
+        with open(labels, encoding="utf-8") as f:
+            return vocab, labels_from_json(json.load(f)["labels"])
 
     def truncate_logs(self, last_step: int) -> None:
         for path in (self.metrics_path, self.eval_metrics_path):

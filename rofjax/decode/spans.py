@@ -15,8 +15,10 @@ from rofjax.decode.events import DecodeReport, sparse_flatnonzero
 
 
 def extract_spans(logits, *, threshold: float = 0.0, labels: Sequence | None = None, length: int | None = None,
-                  max_spans: int | None = 1024, report: DecodeReport | None = None) -> list[tuple]:
-    """`[heads, n, n]` logits → sorted `(label, h, t)`; `label` is the head index or `labels[index]`."""
+                  max_spans: int | None = 1024, report: DecodeReport | None = None,
+                  with_scores: bool = False) -> list[tuple]:
+    """`[heads, n, n]` logits → sorted `(label, h, t)`; `label` is the head index or `labels[index]`.
+    `with_scores`: `(label, h, t, logit)` instead."""
     logits = np.asarray(logits)
     if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
         raise ValueError(f"extract_spans expects logits [heads, n, n]; got {logits.shape}.")
@@ -34,6 +36,8 @@ def extract_spans(logits, *, threshold: float = 0.0, labels: Sequence | None = N
             report.note(f"kept the top {max_spans} of {len(heads)} spans")
         heads, starts, ends = heads[top], starts[top], ends[top]
     names = (lambda i: labels[i]) if labels is not None else int
+    if with_scores:
+        return sorted((names(h), int(s), int(e), float(logits[h, s, e])) for h, s, e in zip(heads, starts, ends))
     return sorted((names(h), int(s), int(e)) for h, s, e in zip(heads, starts, ends))
 
 

@@ -190,6 +190,7 @@ def run(config, workdir: str) -> dict:
             print(f"Ladder Side-Tuning ({task.model_config.lst}) on the frozen backbone {train.init_checkpoint}",
                   flush=True)
         folder.save_model_config(task.model_config)      # only once the folder's checkpoints fit this model
+        folder.record_task_inputs(task.tokenizer.vocab_path, spec.labels(spec.folder(data.data_dir, config.seed)))
         count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
         print(f"trainable parameters: {count(state.params)}" + (f" (frozen backbone: {count(state.frozen)})"
                                                                 if state.frozen is not None else ""), flush=True)

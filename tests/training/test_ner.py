@@ -90,17 +90,3 @@ def test_long_texts_are_decoded_in_windows_and_merged():
     task.predict = oracle
     spans = task.decode(None, [{"text": text}], batch_size=4)[0]
     assert spans == sorted([("PER", 0, 2), ("PER", 32, 34), ("PER", 54, 56)])
-
-
-def test_peoples_daily_config_runs(tmp_path):
-    from configs.ie import peoples_daily_ner
-    from rofjax.training.loop import run
-
-    config = peoples_daily_ner.get_config()
-    config.total_steps = 2
-    config.batch_size = 8
-    config.head_size = 16
-    config.eval_examples = 16
-    config.progress_bar = False
-    result = run(config, str(tmp_path / "ner"))
-    assert result["examples"] == 16 and 0.0 <= result["f1"] <= 1.0

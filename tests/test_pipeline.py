@@ -1,0 +1,191 @@
+"""Exported models and raw-text pipelines: a run → `rofjax export` → `rofjax.pipeline` / `rofjax predict`."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import rofjax
+from rofjax.checkpoint.tree import flatten
+from rofjax.cli import main
+from rofjax.export import ExportError, export, labels_from_json, labels_to_json, load, save_weights
+
+TEXTS = ["李鹏在北京会见了美国客人", "国务院总理在人民大会堂发表讲话", "今天天气很好。" * 30]
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory):
+    """The People's Daily NER config, 2 steps of a tiny model; its result and its exported model."""
+    from configs.ie import peoples_daily_ner
+    from rofjax.training.loop import run
+
+    folder = tmp_path_factory.mktemp("ner")
+    config = peoples_daily_ner.get_config()
+    config.model.preset = "roformer_v2_tiny"
+    config.train.total_steps = 2
+    config.train.batch_size = 8
+    config.data.head_size = 16
+    config.eval.examples = 16
+    config.train.progress_bar = False
+    result = run(config, str(folder / "run"))
+    return result, folder / "run", export(folder / "run", folder / "model")
+
+
+@pytest.fixture(scope="module")
+def ner_model(ner_run):
+    return ner_run[1:]
+
+
+def test_peoples_daily_config_trains_and_evaluates(ner_run):
+    result = ner_run[0]
+    assert result["examples"] == 16 and 0.0 <= result["f1"] <= 1.0
+
+
+def test_export_writes_a_self_contained_folder(ner_model):
+    run_dir, model_dir = ner_model
+    assert sorted(os.listdir(model_dir)) == ["README.md", "model.safetensors", "model_config.json", "task.json",
+                                             "vocab.txt"]
+    meta = json.load(open(os.path.join(model_dir, "task.json"), encoding="utf-8"))
+    assert meta["task"] == "ner" and meta["family"] == "ner" and meta["labels"] == ["PER", "LOC", "ORG"]
+    assert meta["metrics"]["step"] == 2 and "f1" in meta["metrics"]
+    card = open(os.path.join(model_dir, "README.md"), encoding="utf-8").read()
+    assert "PER, LOC, ORG" in card and "f1 " in card
+    from_run, exported = load(run_dir), load(model_dir)
+    want, got = flatten(jax.device_get(from_run.params)), flatten(exported.params)
+    assert sorted(want) == sorted(got)
+    for name in want:
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)
+    assert not any(name.endswith(".tmp") or ".tmp-" in name for name in os.listdir(os.path.dirname(model_dir)))
+
+
+def test_ner_pipeline_gives_entities_with_text_offsets_and_scores(ner_model):
+    run_dir, model_dir = ner_model
+    ner = rofjax.pipeline("ner", model_dir)
+    results = ner(TEXTS)
+    assert results == rofjax.pipeline("ner", run_dir)(TEXTS)          # the run folder reads the same
+    assert ner(TEXTS[0]) == results[0]
+    for text, entities in zip(TEXTS, results):
+        for entity in entities:
+            assert set(entity) == {"type", "text", "start", "end", "score"}
+            assert entity["type"] in ("PER", "LOC", "ORG") and entity["text"] == text[entity["start"]:entity["end"]]
+            assert entity["score"] > 0
+    # Length buckets decode what one max_length batch decodes (the task's own decoder), scores included.
+    loaded = load(model_dir)
+    task, params = loaded.task, loaded.params
+    expected = task.decode(params, [{"text": t} for t in TEXTS[:2]], batch_size=4)
+    assert [[(e["type"], e["start"], e["end"]) for e in r] for r in results[:2]] == \
+        [sorted(s, key=lambda x: (x[1], x[2], x[0])) for s in expected]
+    ids, _, offsets = task.tokenizer.encode(TEXTS[0], maxlen=task.max_length)
+    logits = np.asarray(task.predict(params, {"input_ids": np.asarray([ids + [0] * (task.max_length - len(ids))])}))
+    if results[0]:
+        first = results[0][0]
+        h = next(i for i, o in enumerate(offsets) if o[0] == first["start"] and o[1] > o[0])
+        t = next(i for i, o in enumerate(offsets) if o[1] == first["end"] and o[1] > o[0])
+        assert first["score"] == pytest.approx(float(logits[0, task.types.index(first["type"]), h, t]), abs=1e-3)
+
+
+def test_pipeline_refuses_what_it_cannot_do(ner_model, tmp_path):
+    _, model_dir = ner_model
+    with pytest.raises(ValueError, match="is a 'ner' model"):
+        rofjax.pipeline("classification", model_dir)
+    with pytest.raises(ValueError, match="pipeline task 'summarise'"):
+        rofjax.pipeline("summarise", model_dir)
+    with pytest.raises(ExportError, match="no such model folder"):
+        rofjax.pipeline("ner", str(tmp_path / "nothing/here"))
+    with pytest.raises(TypeError, match="input 1"):
+        rofjax.pipeline("ner", model_dir)(["fine", 3])
+
+
+def test_damaged_exports_are_reported_by_file_and_tensor(ner_model, tmp_path):
+    import shutil
+
+    _, model_dir = ner_model
+    with pytest.raises(FileExistsError):
+        export(os.path.dirname(model_dir) + "/run", model_dir)
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ExportError, match="model.safetensors: not a readable safetensors file"):
+        load(broken)
+    params = load(model_dir).params
+    name = sorted(flatten(params))[0]
+    flat = flatten(params)
+    flat[name] = np.zeros((3, 3), np.float32)
+    from rofjax.checkpoint.tree import unflatten
+
+    save_weights(str(broken / "model.safetensors"), unflatten(flat))
+    with pytest.raises(ExportError, match=f"tensor {name} has shape \\(3, 3\\)"):
+        load(broken)
+    meta = json.loads((broken / "task.json").read_text(encoding="utf-8"))
+    (broken / "task.json").write_text(json.dumps({**meta, "format": 99}), encoding="utf-8")
+    with pytest.raises(ExportError, match="format 99 is newer"):
+        load(broken)
+    (broken / "vocab.txt").unlink()
+    (broken / "task.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ExportError, match="vocab.txt is missing"):
+        load(broken)
+
+
+def test_predict_command_reads_lines_and_json_lines(ner_model, tmp_path, capsys):
+    _, model_dir = ner_model
+    source = tmp_path / "in.txt"
+    source.write_text(f"{TEXTS[0]}\n\n" + json.dumps({"text": TEXTS[1]}, ensure_ascii=False) + "\n",
+                      encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", "--model", str(model_dir), "--task", "ner", "--input", str(source),
+                 "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == TEXTS[:2]
+    assert [r["result"] for r in rows] == rofjax.pipeline("ner", model_dir)(TEXTS[:2])
+    source.write_text(f"{TEXTS[0]}\n{{\"txt\": 1}}\n", encoding="utf-8")
+    assert main(["predict", "--model", str(model_dir), "--task", "ner", "--input", str(source),
+                 "--output", str(tmp_path / "bad.jsonl")]) == 2
+    assert "line 2: a JSON line needs a string 'text'" in capsys.readouterr().err
+    assert not (tmp_path / "bad.jsonl").exists() and not list(tmp_path.glob("bad.jsonl.tmp-*"))
+
+
+def test_export_command(ner_model, tmp_path, capsys):
+    run_dir, _ = ner_model
+    assert main(["export", str(run_dir), str(tmp_path / "m")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "m")
+    assert main(["export", str(run_dir), str(tmp_path / "m")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), str(tmp_path / "m2")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_classification_pipeline_probabilities(tmp_path):
+    from configs.clue import tnews
+    from rofjax.export import LoadedModel, _build
+    from rofjax.models import get_preset
+    from rofjax.pipelines import pipeline
+
+    config = tnews.get_config()
+    labels = ["news_story", "news_culture", "news_sports"]
+    vocab = os.path.join(os.path.dirname(rofjax.__file__), "data", "vocab", "snownlp_char.txt")
+    from rofjax.data.tokenizer import Tokenizer
+
+    model_config = get_preset("roformer_v2_tiny", vocab_size=Tokenizer(vocab).vocab_size)
+    task = _build(config.to_dict(), "classification", {}, labels, vocab, model_config)
+    params = task.init_params(jax.random.key(0), task.init_batch(1))
+    classify = pipeline("classification", LoadedModel(task, params, {"family": "classification",
+                                                                     "labels": labels}), batch_size=4)
+    results = classify(["体育新闻", "文化", "故事一则", "another", "第五条"])
+    assert len(results) == 5
+    batch = {k: np.stack([task._inputs({task.text_key: "体育新闻"})[k]]) for k in ("input_ids", "segment_ids")}
+    logits = np.asarray(task._logits(params, batch), np.float64)[0]
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert results[0]["label"] == labels[int(np.argmax(expected))]
+    np.testing.assert_allclose([results[0]["scores"][n] for n in labels], expected, atol=1e-4)
+
+
+def test_label_sets_round_trip_through_json():
+    from rofjax.data.readers.ie import EventSchema
+
+    schema = EventSchema({"裁员": ["时间", "裁员人数"]}, {("质押", "股份"): ("质押", "质押物")})
+    back = labels_from_json(json.loads(json.dumps(labels_to_json(schema), ensure_ascii=False)))
+    assert back == schema and back.labels == schema.labels
+    assert labels_from_json(labels_to_json([("a", "b"), ("c", "d")])) == [("a", "b"), ("c", "d")]
+    assert labels_from_json(labels_to_json(["PER", "LOC"])) == ["PER", "LOC"]
