@@ -1,4 +1,9 @@
-"""`rofjax` command line: `rofjax convert ...`, `rofjax export RUN_DIR OUT_DIR`, `rofjax predict --model DIR ...`.
+"""`rofjax` command line: the training programs, conversions, export and prediction.
+
+    rofjax finetune --config clue/tnews --workdir DIR [--config.key=value ...]     (train.finetune)
+    rofjax pretrain --config pretrain/tiny_mlm --workdir DIR                       (train.pretrain)
+    rofjax compile --config pretrain/roformer_v2_large --topology v5e:16x16 --out DIR   (train.compile)
+    rofjax submit --config clue/tnews --workdir DIR       # a leaderboard prediction file (train.predict)
 
     rofjax export workdir/ner models/ner             # a run's self-contained model folder (rofjax.export)
     rofjax predict --model models/ner --task ner --input texts.txt --output entities.jsonl
@@ -331,9 +336,35 @@ def predict_command(args) -> int:
             source.close()
 
 
+# Subcommands that are the training programs: their flags are absl's (`rofjax finetune --help`).
+PROGRAMS = {"finetune": ("train.finetune", "fine-tune on a task (any config whose task is not mlm)"),
+            "pretrain": ("train.pretrain", "masked-LM pre-training"),
+            "compile": ("train.compile", "compile a config's train step for a device topology, without it"),
+            "submit": ("train.predict", "write a dataset's leaderboard prediction file from a run")}
+
+
+def run_program(name: str, argv: list[str]) -> int:
+    import runpy
+
+    module = PROGRAMS[name][0]
+    saved = sys.argv
+    sys.argv = [f"rofjax {name}", *argv]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rofjax", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="rofjax", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1].split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in PROGRAMS.items():
+        commands.add_parser(name, help=f"{help_text} (flags: rofjax {name} --help)", add_help=False)
     c = commands.add_parser("convert", help="convert checkpoints between bert4keras, Hugging Face and rofjax")
     c.add_argument("--from", dest="source", choices=SOURCES, required=True)
     c.add_argument("--to", dest="target", choices=TARGETS, default="rofjax")
@@ -378,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PROGRAMS:
+        return run_program(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

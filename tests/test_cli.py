@@ -140,3 +140,32 @@ def test_convert_of_a_truncated_parameter_file_reports_one_line_naming_the_sourc
     assert len(lines) == 1 and f"cannot read rofjax checkpoint {source}" in lines[0]
     assert "Traceback" not in err and len(err.strip().split("\n")) <= 2
     assert not (tmp_path / "out").exists()
+
+
+def test_bundled_configs_are_found_by_name(tmp_path, capsys):
+    from train._errors import bundled_configs, resolve_config
+
+    root = bundled_configs()
+    assert resolve_config("clue/tnews") == f"{root}/clue/tnews.py"
+    assert resolve_config("clue/tnews.py:small") == f"{root}/clue/tnews.py:small"
+    assert resolve_config("peoples_daily_ner") == f"{root}/ie/peoples_daily_ner.py"
+    own = tmp_path / "mine.py"
+    own.write_text("def get_config(): ...\n")
+    assert resolve_config(str(own)) == str(own)
+    with pytest.raises(SystemExit) as stop:
+        resolve_config("cluener")                   # clue/cluener and ie/cluener
+    assert stop.value.code == 2 and "names several" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        resolve_config("clue/nothing")
+    assert "bundled configs: clue/afqmc" in capsys.readouterr().err
+
+
+def test_programs_run_from_any_folder_with_their_flags_in_help(tmp_path):
+    help_text = subprocess.run([sys.executable, "-m", "rofjax.cli", "finetune", "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0, help_text.stderr[-2000:]
+    assert "--workdir" in help_text.stdout and "ie/peoples_daily_ner" in help_text.stdout
+    wrong = subprocess.run([sys.executable, "-m", "rofjax.cli", "pretrain", "--config", "ie/peoples_daily_ner",
+                            "--workdir", str(tmp_path / "w")], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode != 0 and "run it with rofjax finetune" in wrong.stderr

@@ -17,19 +17,20 @@ TEXTS = ["李鹏在北京会见了美国客人", "国务院总理在人民大会
 
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory):
-    """The People's Daily NER config, 2 steps of a tiny model; its result and its exported model."""
-    from configs.ie import peoples_daily_ner
-    from rofjax.training.loop import run
+    """`rofjax finetune --config ie/peoples_daily_ner` run from a folder outside the checkout (the programs and
+    configs install with the package), 2 steps of a tiny model; its dev metrics, run folder and exported model."""
+    import subprocess
+    import sys
 
     folder = tmp_path_factory.mktemp("ner")
-    config = peoples_daily_ner.get_config()
-    config.model.preset = "roformer_v2_tiny"
-    config.train.total_steps = 2
-    config.train.batch_size = 8
-    config.data.head_size = 16
-    config.eval.examples = 16
-    config.train.progress_bar = False
-    result = run(config, str(folder / "run"))
+    done = subprocess.run([sys.executable, "-m", "rofjax.cli", "finetune", "--config", "ie/peoples_daily_ner",
+                           "--workdir", str(folder / "run"), "--config.model.preset=roformer_v2_tiny",
+                           "--config.total_steps=2", "--config.batch_size=8", "--config.head_size=16",
+                           "--config.eval_examples=16", "--config.progress_bar=False"],
+                          cwd=folder, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = {line.split(":")[0][4:]: float(line.split(":")[1]) for line in done.stdout.splitlines()
+              if line.startswith("dev ")}
     return result, folder / "run", export(folder / "run", folder / "model")
 
 

@@ -1,5 +1,6 @@
 """How the programs end on an error a user can fix: one line naming what is wrong, exit code 2, no traceback."""
 
+import os
 import sys
 
 from absl import app
@@ -19,10 +20,75 @@ def report_user_errors(fn):
         sys.exit(2)
 
 
+def bundled_configs() -> str:
+    import configs
+
+    return os.path.dirname(os.path.abspath(configs.__file__))
+
+
+def resolve_config(value: str) -> str:
+    """A `--config` value: a file as it is; otherwise a bundled config by name (`clue/tnews`, `clue/tnews.py`, or a
+    file name found once among the bundled configs, e.g. `peoples_daily_ner`). A `:argument` suffix is kept."""
+    path, colon, argument = value.partition(":")
+    if os.path.exists(path) or not path:
+        return value
+    root = bundled_configs()
+    name = path if path.endswith(".py") else path + ".py"
+    candidates = [os.path.join(root, name)] if os.path.exists(os.path.join(root, name)) else sorted(
+        os.path.join(folder, name) for folder, _, files in os.walk(root) if name in files)
+    if len(candidates) != 1:
+        what = "names several" if candidates else "is neither a file nor a bundled config"
+        print(f"error: --config {value} {what}; bundled configs: {', '.join(bundled_config_names())}",
+              file=sys.stderr)
+        sys.exit(2)
+    return candidates[0] + colon + argument
+
+
+def bundled_config_names() -> list[str]:
+    root, names = bundled_configs(), []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".py") and "def get_config(" in open(path, encoding="utf-8").read():
+                names.append(os.path.relpath(path, root)[:-3])
+    return sorted(names)
+
+
+def describe_program(usage: str, flag_names) -> None:
+    """What `--help` prints for the running program: `usage`, where the bundled configs are and their names, and
+    the flags of `flag_names` (absl lists only the main module's own flags; these live in shared modules)."""
+    from absl import flags
+
+    main = sys.modules["__main__"]
+    main.__doc__ = (f"{usage}\n\n--config takes a config file, or a bundled config by name (in {bundled_configs()}):"
+                    f"\n  {', '.join(bundled_config_names())}\nOverride any key with --config.<section>.<key>=value.")
+    for name in flag_names:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def _resolve_config_flags(argv):
+    out, index = [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--config" and index + 1 < len(argv):
+            out += [arg, resolve_config(argv[index + 1])]
+            index += 2
+            continue
+        if arg.startswith("--config="):
+            arg = "--config=" + resolve_config(arg.split("=", 1)[1])
+        out.append(arg)
+        index += 1
+    return out
+
+
 def parse_flags(argv):
-    """absl's flag parsing, with a misspelt or ill-typed `--config.*` override reported in one line."""
+    """absl's flag parsing, with `--config` also taking a bundled config's name, and a misspelt or ill-typed
+    `--config.*` override reported in one line."""
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True)       # absl would exit 1 after it; asking is not an error
+        sys.exit(0)
     try:
-        return app.parse_flags_with_usage(argv)
+        return app.parse_flags_with_usage(_resolve_config_flags(argv))
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         # ml_collections' message for an unknown key arrives quoted, with escaped quotes and newlines.
         message = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\'", "").strip("'")

@@ -8,10 +8,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from train._errors import parse_flags, report_user_errors
+from train._errors import describe_program, parse_flags, report_user_errors
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "A configs/*.py file defining get_config().", lock_config=True)
+config_flags.DEFINE_config_file("config", None, "A config file defining get_config(), or a bundled config by name (clue/tnews).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics and TensorBoard logs go here; rerunning resumes.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -28,7 +28,8 @@ def main(program: str):
         config, path = FLAGS.config, config_flags.get_config_filename(FLAGS["config"])
         wanted = "pretrain" if config.task == "mlm" else "finetune"
         if wanted != program:
-            raise app.UsageError(f"{path} is a config.task={config.task!r} config; run it with train.{wanted}.")
+            raise app.UsageError(f"{path} is a config.task={config.task!r} config; run it with rofjax {wanted} "
+                                 f"(python -m train.{wanted}).")
         try:
             result = report_user_errors(lambda: run(config, FLAGS.workdir))
         except NonFiniteLossError as error:
@@ -37,4 +38,9 @@ def main(program: str):
         for name, value in result.items():
             print(f"dev {name}: {value:.4f}" if isinstance(value, float) else f"dev {name}: {value}")
 
+    what = "Masked-LM pre-training" if program == "pretrain" else \
+        "Fine-tuning (classification, CLUE, NER, relations, events; any config whose task is not mlm)"
+    describe_program(f"{what}: rofjax {program} --config CONFIG --workdir DIR [--config.key=value ...]\n"
+                     f"(also python -m train.{program} ...). Rerunning with the same --workdir resumes.",
+                     ("config", "workdir"))
     app.run(_run, flags_parser=parse_flags)

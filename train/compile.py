@@ -41,8 +41,10 @@ _prepare(sys.argv)
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from train._errors import describe_program, parse_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "A configs/*.py file defining get_config().", lock_config=True)
+config_flags.DEFINE_config_file("config", None, "A config file defining get_config(), or a bundled config by name (clue/tnews).", lock_config=True)
 flags.DEFINE_string("topology", None, "cpu:N, or a TPU slice such as v5e:16x16, v5p:4x4x4, v4:4x4x4.")
 flags.DEFINE_string("out", None, "Folder for the compiled step's HLO, memory.json and cost.json.")
 flags.mark_flags_as_required(["config", "topology", "out"])
@@ -75,4 +77,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    describe_program("Ahead-of-time compilation of a config's train step for a topology: rofjax compile --config "
+                     "CONFIG --topology T --out DIR [--config.key=value ...] (also python -m train.compile ...)",
+                     ("config", "topology", "out"))
+    app.run(main, flags_parser=parse_flags)

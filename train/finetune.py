@@ -1,4 +1,4 @@
-"""Fine-tune an encoder on a classification task: python -m train.finetune --config configs/demo.py --workdir DIR"""
+"""Fine-tune an encoder on any non-MLM task: python -m train.finetune --config clue/tnews --workdir DIR"""
 
 from train._main import main
 

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 from train._errors import parse_flags, report_user_errors
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "The training config of the run.", lock_config=True)
+config_flags.DEFINE_config_file("config", None, "The training config of the run (a file, or a bundled config by name).", lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's folder (holds best/ or checkpoints/).")
 flags.DEFINE_string("input", None, "File to predict (default: the dataset's test file).")
 flags.DEFINE_string("checkpoint", None, "Parameters to predict with: a run's best/ or checkpoints/ folder, one step "
