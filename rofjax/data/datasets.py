@@ -300,4 +300,79 @@ def jsonl_classification(name: str, labels: Sequence[str], *, train: str = "trai
                        description=description or f"{name}: JSON-lines classification ({len(labels)} labels).")
 
 
+def jsonl_ner(name: str, types: Sequence[str] | None = None, *, train: str = "train.jsonl",
+              validation: str = "dev.jsonl", test: str = "test.jsonl", description: str = "") -> DatasetSpec:
+    """Span NER in JSON lines under `config.data.data_dir` (`rofjax.data.readers.jsonl.read_ner`: offsets, doccano
+    or CLUENER lines). `types`: the entity types (None: those the training file uses, sorted). Train it with
+    `config.task = "ner"`; predictions are written in CLUENER's format."""
+    from rofjax.data import submissions
+    from rofjax.data.readers import jsonl
+
+    def read(path: str, folder: str):
+        return jsonl.read_ner(path, types, labelled=os.path.basename(path) != test)
+
+    def labels(folder: str) -> list[str]:
+        if types is not None:
+            return list(types)
+        if not folder:
+            raise ValueError(f"dataset {name} reads local files: set config.data.data_dir to its folder.")
+        return jsonl.entity_types(os.path.join(folder, train))
+
+    return DatasetSpec(name, _local_split(name, {"train": (train,), "validation": (validation,), "test": (test,)},
+                                          read),
+                       tasks={"ner": ("ner", {})}, labels=labels, writer=submissions.cluener, read_file=read,
+                       description=description or f"{name}: span NER in JSON lines.")
+
+
+def text_corpus(name: str, *, train: str = "train.txt", validation: str = "dev.txt",
+                description: str = "") -> DatasetSpec:
+    """Plain UTF-8 text under `config.data.data_dir` for masked-LM pre-training: one document per non-empty line
+    of `train.txt` and `dev.txt`. Train it with `config.task = "mlm"` (`rofjax pretrain`)."""
+    from rofjax.data.readers import jsonl
+
+    return DatasetSpec(name, _local_split(name, {"train": (train,), "validation": (validation,)},
+                                          lambda path, folder: jsonl.text_documents(path)),
+                       tasks={"mlm": ("mlm", {})},
+                       description=description or f"{name}: plain-text pre-training corpus.")
+
+
+def _register_own_data() -> None:
+    """Datasets chosen from a config alone (`config.data.dataset` and `config.data.data_dir`), no code."""
+    from rofjax.data import submissions
+    from rofjax.data.readers import jsonl
+
+    register(jsonl_ner("jsonl_ner", description="Your span NER: train.jsonl, dev.jsonl (test.jsonl) in "
+                                                "config.data.data_dir; entity types from train.jsonl."))
+
+    def classification_labels(folder: str) -> list[str]:
+        if not folder:
+            raise ValueError("dataset jsonl_classification reads local files: set config.data.data_dir.")
+        path = os.path.join(folder, "train.jsonl")
+        found = set()
+        for number, record in jsonl.json_lines(path):
+            label = record.get("label")
+            if not isinstance(label, str):
+                raise jsonl.DataFormatError(f"{path}:{number}: jsonl_classification takes label names (strings); "
+                                            f"for label indices register jsonl_classification(name, labels).")
+            found.add(label)
+        return sorted(found)
+
+    def read_classification(path: str, folder: str):
+        return jsonl.read_classification(path, classification_labels(folder), pair_key="pair",
+                                         labelled=os.path.basename(path) != "test.jsonl")
+
+    register(DatasetSpec("jsonl_classification",
+                         _local_split("jsonl_classification", {"train": ("train.jsonl",),
+                                                               "validation": ("dev.jsonl",),
+                                                               "test": ("test.jsonl",)}, read_classification),
+                         tasks={"classification": ("classification", {"pair_key": "pair"})},
+                         labels=classification_labels, writer=submissions.classification,
+                         read_file=read_classification,
+                         description="Your classification data: {text, [pair], label} lines in train.jsonl, "
+                                     "dev.jsonl (test.jsonl); the label names are those of train.jsonl, sorted."))
+    register(text_corpus("text_corpus", description="Your pre-training text: one document per line of train.txt "
+                                                    "and dev.txt in config.data.data_dir."))
+
+
 _register_builtin()
+_register_own_data()

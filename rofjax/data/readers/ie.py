@@ -8,7 +8,7 @@ schema. Data in these formats with known answers: `rofjax.data.synthetic`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from rofjax.data.readers.jsonl import DataFormatError, expect, json_lines
 from rofjax.decode.events import TRIGGER_ROLE
@@ -149,26 +149,33 @@ def read_cluener(path, types: list[str] | None = None) -> Iterator[dict]:
         if "label" not in record:
             yield {"id": record.get("id", number - 1), "text": text, "entities": None, "line": number}
             continue
-        entities = []
-        label = expect(record["label"], dict, where, 'label (an object {type: {mention: [[start, end], ...]}})')
-        for kind, mentions in label.items():
-            if kind not in types:
-                raise DataFormatError(f"{where}: entity type {kind!r} is not one of {types}.")
-            expect(mentions, dict, where, f"label[{kind!r}] (an object {{mention: [[start, end], ...]}})")
-            for mention, spans in mentions.items():
-                for span in expect(spans, list, where, f"the spans of {kind} {mention!r}"):
-                    if not (isinstance(span, list) and len(span) == 2
-                            and all(isinstance(i, int) and not isinstance(i, bool) for i in span)):
-                        raise DataFormatError(f"{where}: span {span!r} of {kind} {mention!r} must be [start, end] "
-                                              f"(two integers).")
-                    if not 0 <= span[0] <= span[1] < len(text):
-                        raise DataFormatError(f"{where}: span {span} of {kind} {mention!r} is outside the text "
-                                              f"(length {len(text)}).")
-                    if text[span[0]:span[1] + 1] != mention:
-                        raise DataFormatError(f"{where}: {kind} {mention!r} is not at {span} (the text there is "
-                                              f"{text[span[0]:span[1] + 1]!r}).")
-                    entities.append((kind, span[0], span[1] + 1))
+        entities = cluener_entities(record["label"], text, where, types)
         yield {"id": record.get("id", number - 1), "text": text, "entities": sorted(set(entities)), "line": number}
+
+
+def cluener_entities(label, text: str, where: str, types: Sequence[str] | None) -> list[tuple[str, int, int]]:
+    """CLUENER's `label` `{type: {mention: [[start, end_inclusive], ...]}}` → `(type, start, end_exclusive)`; each
+    span must lie in the text and spell its mention; `types` (when given) lists the allowed types."""
+    entities = []
+    label = expect(label, dict, where, 'label (an object {type: {mention: [[start, end], ...]}})')
+    for kind, mentions in label.items():
+        if types is not None and kind not in types:
+            raise DataFormatError(f"{where}: entity type {kind!r} is not one of {list(types)}.")
+        expect(mentions, dict, where, f"label[{kind!r}] (an object {{mention: [[start, end], ...]}})")
+        for mention, spans in mentions.items():
+            for span in expect(spans, list, where, f"the spans of {kind} {mention!r}"):
+                if not (isinstance(span, list) and len(span) == 2
+                        and all(isinstance(i, int) and not isinstance(i, bool) for i in span)):
+                    raise DataFormatError(f"{where}: span {span!r} of {kind} {mention!r} must be [start, end] "
+                                          f"(two integers).")
+                if not 0 <= span[0] <= span[1] < len(text):
+                    raise DataFormatError(f"{where}: span {span} of {kind} {mention!r} is outside the text "
+                                          f"(length {len(text)}).")
+                if text[span[0]:span[1] + 1] != mention:
+                    raise DataFormatError(f"{where}: {kind} {mention!r} is not at {span} (the text there is "
+                                          f"{text[span[0]:span[1] + 1]!r}).")
+                entities.append((kind, span[0], span[1] + 1))
+    return entities
 
 
 # DuEE-fin --------------------------------------------------------------------------------------------------------

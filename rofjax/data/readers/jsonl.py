@@ -132,3 +132,96 @@ def read_classification(path, labels: Sequence[str], *, text_key: str = "text", 
                 raise DataFormatError(f"{where}: label {value!r} is not one of {list(labels)}.")
         yield {"id": json.dumps(record.get("id", number - 1), ensure_ascii=False), "text": text, "pair": pair,
                "label": label}
+
+
+# Span NER in JSON lines -------------------------------------------------------------------------------------------
+
+def _offset_entity(entity, text: str, where: str, index: int) -> tuple[str, int, int]:
+    """One entity of an `entities` list: `{"type"|"label", "start"|"start_offset", "end"|"end_offset"}` (doccano
+    writes the `_offset` names) or `[type, start, end]`; end exclusive."""
+    what = f"entities[{index}]"
+    if isinstance(entity, dict):
+        kind = entity.get("type", entity.get("label"))
+        start = entity.get("start", entity.get("start_offset"))
+        end = entity.get("end", entity.get("end_offset"))
+        if kind is None or start is None or end is None:
+            raise DataFormatError(f"{where}: {what} needs type (or label), start and end (or start_offset and "
+                                  f"end_offset); got keys {sorted(entity)}.")
+    elif isinstance(entity, list) and len(entity) == 3:
+        kind, start, end = entity
+    else:
+        raise DataFormatError(f"{where}: {what} must be an object {{type, start, end}} or [type, start, end], got "
+                              f"{_kind(entity)} ({entity!r}).")
+    return _checked_span(kind, start, end, text, where, what)
+
+
+def _checked_span(kind, start, end, text: str, where: str, what: str) -> tuple[str, int, int]:
+    expect(kind, str, where, f"the type of {what}")
+    expect(start, int, where, f"the start of {what}")
+    expect(end, int, where, f"the end of {what}")
+    if not 0 <= start < end <= len(text):
+        raise DataFormatError(f"{where}: {what} {kind} [{start}, {end}) is not a non-empty span of the text "
+                              f"(length {len(text)}; ends are exclusive).")
+    return kind, start, end
+
+
+def ner_entities(record: dict, where: str, types: Sequence[str] | None = None) -> list[tuple[str, int, int]] | None:
+    """The `(type, start, end_exclusive)` entities of one JSON line, in any of the formats `read_ner` takes; `None`
+    when the line has none (a test line)."""
+    from rofjax.data.readers.ie import cluener_entities
+
+    text = record["text"]
+    if "entities" in record:
+        entities = [_offset_entity(e, text, where, i)
+                    for i, e in enumerate(expect(record["entities"], list, where, "entities"))]
+    elif "label" in record and isinstance(record["label"], dict):
+        entities = cluener_entities(record["label"], text, where, None)
+    elif "label" in record:                     # doccano: [[start, end, "TYPE"], ...]
+        entities = []
+        for i, item in enumerate(expect(record["label"], list, where, "label")):
+            if not (isinstance(item, list) and len(item) == 3):
+                raise DataFormatError(f"{where}: label[{i}] must be [start, end, type] (doccano), got {item!r}.")
+            start, end, kind = item
+            entities.append(_checked_span(kind, start, end, text, where, f"label[{i}]"))
+    else:
+        return None
+    if types is not None:
+        for kind, _, _ in entities:
+            if kind not in types:
+                raise DataFormatError(f"{where}: entity type {kind!r} is not one of {list(types)}.")
+    return sorted(set(entities))
+
+
+def read_ner(path, types: Sequence[str] | None = None, *, labelled: bool = False) -> Iterator[dict]:
+    """Span NER in JSON lines → `{id, text, entities: [(type, start, end_exclusive)]}`. Each line is `{"text": …}`
+    with its entities as
+      `"entities": [{"type", "start", "end"}, …]` or `[[type, start, end], …]` (end exclusive; doccano's
+        `{"label", "start_offset", "end_offset"}` objects too),
+      `"label": [[start, end, "TYPE"], …]` (doccano's JSONL export), or
+      `"label": {"TYPE": {"mention": [[start, end_inclusive], …]}}` (CLUENER2020).
+    `labelled=True` (train and dev files) makes a line without entities an error; elsewhere it is a test line
+    (`entities=None`). `types` (when given) lists the allowed entity types."""
+    for number, record in json_lines(path):
+        where = f"{path}:{number}"
+        if "text" not in record:
+            raise DataFormatError(f"{where}: missing text.")
+        expect(record["text"], str, where, "text")
+        entities = ner_entities(record, where, types)
+        if entities is None and labelled:
+            raise DataFormatError(f"{where}: no entities (an \"entities\" list or a \"label\"); train and dev "
+                                  f"lines need them, even if empty.")
+        yield {"id": json.dumps(record.get("id", number - 1), ensure_ascii=False), "text": record["text"],
+               "entities": entities, "line": number}
+
+
+def entity_types(path) -> list[str]:
+    """The entity types used in a NER JSON-lines file, sorted."""
+    path = os.fspath(path)
+    return sorted({kind for record in read_ner(path) for kind, _, _ in record["entities"] or []})
+
+
+def text_documents(path) -> Iterator[dict]:
+    """A plain UTF-8 text file as pre-training documents: one `{"text": line}` per non-empty line."""
+    for number, line in text_lines(path):
+        if line.strip():
+            yield {"text": line.strip(), "line": number}

@@ -1,0 +1,99 @@
+"""Your own data, chosen from a config: span NER in JSON lines (offsets, doccano, CLUENER), classification in
+JSON lines, plain text for pre-training; each reader's bad input named by file and line."""
+
+import json
+
+import pytest
+
+from rofjax.data.datasets import get_dataset
+from rofjax.data.readers.jsonl import DataFormatError, entity_types, read_ner
+
+TEXT = "李鹏在北京会见了美国客人"
+GOLD = [("LOC", 3, 5), ("LOC", 8, 10), ("PER", 0, 2)]
+
+
+def _write(path, lines):
+    path.write_text("".join((json.dumps(x, ensure_ascii=False) if not isinstance(x, str) else x) + "\n"
+                            for x in lines), encoding="utf-8")
+    return path
+
+
+def test_the_three_ner_formats_read_the_same_entities(tmp_path):
+    offsets = {"text": TEXT, "entities": [{"type": "PER", "start": 0, "end": 2}, ["LOC", 3, 5],
+                                          {"label": "LOC", "start_offset": 8, "end_offset": 10}]}
+    doccano = {"text": TEXT, "label": [[0, 2, "PER"], [3, 5, "LOC"], [8, 10, "LOC"]]}
+    cluener = {"text": TEXT, "label": {"PER": {"李鹏": [[0, 1]]}, "LOC": {"北京": [[3, 4]], "美国": [[8, 9]]}}}
+    records = list(read_ner(_write(tmp_path / "a.jsonl", [offsets, doccano, cluener, {"text": "无标注"}])))
+    assert [r["entities"] for r in records] == [sorted(GOLD)] * 3 + [None]
+    assert entity_types(tmp_path / "a.jsonl") == ["LOC", "PER"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ({"entities": []}, "missing text"),
+    ({"text": TEXT, "entities": {"PER": 1}}, "entities must be a list"),
+    ({"text": TEXT, "entities": [{"type": "PER", "begin": 0, "end": 2}]}, "entities\\[0\\] needs type"),
+    ({"text": TEXT, "entities": [["PER", 0]]}, "entities\\[0\\] must be an object"),
+    ({"text": TEXT, "entities": [["PER", 5, 40]]}, "is not a non-empty span of the text \\(length 12"),
+    ({"text": TEXT, "entities": [["PER", 2, 2]]}, "is not a non-empty span"),
+    ({"text": TEXT, "entities": [["PER", "0", 2]]}, "the start of entities\\[0\\] must be an integer"),
+    ({"text": TEXT, "label": [[0, 2]]}, "label\\[0\\] must be \\[start, end, type\\]"),
+    ({"text": TEXT, "label": {"PER": {"李鹏": [[1, 2]]}}}, "PER '李鹏' is not at \\[1, 2\\]"),
+    ({"text": TEXT, "entities": [["ORG", 0, 2]]}, "entity type 'ORG' is not one of \\['PER', 'LOC'\\]"),
+    ({"text": TEXT}, "no entities"),
+])
+def test_bad_ner_lines_name_file_and_line(tmp_path, line, message):
+    path = _write(tmp_path / "train.jsonl", [{"text": "好", "entities": []}, line])
+    with pytest.raises(DataFormatError, match=f"^{path}:2: .*{message}"):
+        list(read_ner(path, ["PER", "LOC"], labelled=True))
+
+
+def test_jsonl_ner_trains_from_a_config_and_exports(tmp_path):
+    import rofjax
+    from configs.ie import peoples_daily_ner
+    from rofjax.export import export
+    from rofjax.training.loop import run
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [{"text": TEXT, "entities": [list(g) for g in GOLD]},
+             {"text": "美国客人在北京", "label": [[0, 2, "LOC"], [5, 7, "LOC"]]},
+             {"text": "张三去了上海", "label": {"PER": {"张三": [[0, 1]]}, "LOC": {"上海": [[4, 5]]}}}] * 4
+    _write(data / "train.jsonl", lines)
+    _write(data / "dev.jsonl", lines[:3])
+    assert get_dataset("jsonl_ner").labels(str(data)) == ["LOC", "PER"]
+    config = peoples_daily_ner.get_config()
+    config.data.dataset, config.data.data_dir = "jsonl_ner", str(data)
+    config.model.preset = "roformer_v2_tiny"
+    config.train.total_steps, config.train.batch_size, config.data.head_size = 2, 8, 16
+    config.train.progress_bar = False
+    result = run(config, str(tmp_path / "run"))
+    assert result["examples"] == 3
+    model = export(tmp_path / "run", tmp_path / "model")
+    data.rename(tmp_path / "gone")
+    entities = rofjax.pipeline("ner", model)(TEXT)
+    assert all(e["type"] in ("LOC", "PER") and e["text"] == TEXT[e["start"]:e["end"]] for e in entities)
+
+
+def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):
+    _write(tmp_path / "train.jsonl", [{"text": "好", "label": "好评"}, {"text": "差", "label": "差评"},
+                                      {"text": "还行", "pair": "一般", "label": "好评"}])
+    _write(tmp_path / "dev.jsonl", [{"text": "不错", "label": "好评"}])
+    spec = get_dataset("jsonl_classification")
+    assert spec.labels(str(tmp_path)) == ["好评", "差评"]
+    train = list(spec.split("train", str(tmp_path)))
+    assert [(r["text"], r["pair"], r["label"]) for r in train] == [("好", "", 0), ("差", "", 1), ("还行", "一般", 0)]
+    _write(tmp_path / "train.jsonl", [{"text": "好", "label": 1}])
+    with pytest.raises(DataFormatError, match="train.jsonl:1: jsonl_classification takes label names"):
+        spec.labels(str(tmp_path))
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.txt").write_text("第一篇文章。\n\n第二篇文章。\n", encoding="utf-8")
+    (corpus / "dev.txt").write_text("验证用的一篇。\n", encoding="utf-8")
+    spec = get_dataset("text_corpus")
+    assert [r["text"] for r in spec.split("train", str(corpus))] == ["第一篇文章。", "第二篇文章。"]
+    assert spec.task_for("mlm")[0] == "mlm"
+    (corpus / "dev.txt").write_bytes(b"\xff\xfe bad\n")
+    with pytest.raises(DataFormatError, match="dev.txt:1: not UTF-8"):
+        list(spec.split("validation", str(corpus)))
