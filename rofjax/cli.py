@@ -1,5 +1,6 @@
 """`rofjax` command line: the training programs, conversions, export and prediction.
 
+    rofjax demo --workdir DIR             # NER on People's Daily: train, score, export, run on new text (train.demo)
     rofjax finetune --config clue/tnews --workdir DIR [--config.key=value ...]     (train.finetune)
     rofjax pretrain --config pretrain/tiny_mlm --workdir DIR                       (train.pretrain)
     rofjax compile --config pretrain/roformer_v2_large --topology v5e:16x16 --out DIR   (train.compile)
@@ -337,7 +338,8 @@ def predict_command(args) -> int:
 
 
 # Subcommands that are the training programs: their flags are absl's (`rofjax finetune --help`).
-PROGRAMS = {"finetune": ("train.finetune", "fine-tune on a task (any config whose task is not mlm)"),
+PROGRAMS = {"demo": ("train.demo", "the main job: NER from raw text, trained, scored, exported and run in minutes"),
+            "finetune": ("train.finetune", "fine-tune on a task (any config whose task is not mlm)"),
             "pretrain": ("train.pretrain", "masked-LM pre-training"),
             "compile": ("train.compile", "compile a config's train step for a device topology, without it"),
             "submit": ("train.predict", "write a dataset's leaderboard prediction file from a run")}

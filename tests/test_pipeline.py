@@ -17,21 +17,19 @@ TEXTS = ["李鹏在北京会见了美国客人", "国务院总理在人民大会
 
 @pytest.fixture(scope="module")
 def ner_run(tmp_path_factory):
-    """`rofjax finetune --config ie/peoples_daily_ner` run from a folder outside the checkout (the programs and
-    configs install with the package), 2 steps of a tiny model; its dev metrics, run folder and exported model."""
+    """The main job, `rofjax demo` (People's Daily NER: train, score against the lexicon baseline, export, run on
+    new sentences), from a folder outside the checkout, 2 steps of a tiny model; its output, run folder and model."""
     import subprocess
     import sys
 
     folder = tmp_path_factory.mktemp("ner")
-    done = subprocess.run([sys.executable, "-m", "rofjax.cli", "finetune", "--config", "ie/peoples_daily_ner",
-                           "--workdir", str(folder / "run"), "--config.model.preset=roformer_v2_tiny",
-                           "--config.total_steps=2", "--config.batch_size=8", "--config.head_size=16",
-                           "--config.eval_examples=16", "--config.progress_bar=False"],
+    done = subprocess.run([sys.executable, "-m", "rofjax.cli", "demo", "--workdir", str(folder / "run"),
+                           "--config.model.preset=roformer_v2_tiny", "--config.total_steps=2",
+                           "--config.batch_size=8", "--config.head_size=16", "--config.eval_examples=16",
+                           "--config.progress_bar=False"],
                           cwd=folder, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = {line.split(":")[0][4:]: float(line.split(":")[1]) for line in done.stdout.splitlines()
-              if line.startswith("dev ")}
-    return result, folder / "run", export(folder / "run", folder / "model")
+    return done.stdout, folder / "run", str(folder / "run" / "model")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,22 @@ def ner_model(ner_run):
     return ner_run[1:]
 
 
-def test_peoples_daily_config_trains_and_evaluates(ner_run):
-    result = ner_run[0]
-    assert result["examples"] == 16 and 0.0 <= result["f1"] <= 1.0
+def test_main_job_scores_against_its_baseline_and_shows_entities(ner_run):
+    import re
+
+    out = ner_run[0]
+    scores = re.search(r"dev entity F1 ([0-9.]+) .* on 16 sentences; lexicon baseline .* F1 ([0-9.]+)", out)
+    assert scores and all(0.0 <= float(x) <= 1.0 for x in scores.groups()), out
+    assert "国务院总理李鹏今天在北京会见了美国国务卿奥尔布赖特。\n  → " in out
+
+
+def test_lexicon_baseline_matches_training_entities_longest_first():
+    from train.demo import lexicon_baseline
+
+    train = [{"text": "北京大学在北京", "entities": [("ORG", 0, 4), ("LOC", 5, 7)]},
+             {"text": "北京很大", "entities": [("LOC", 0, 2)]}, {"text": "李", "entities": [("PER", 0, 1)]}]
+    found = lexicon_baseline(train, [{"text": "我在北京大学，李四在北京。"}])
+    assert found == [[("ORG", 2, 6), ("LOC", 10, 12)]]          # one-character names are not matched
 
 
 def test_export_writes_a_self_contained_folder(ner_model):
