@@ -89,6 +89,8 @@ def parse_flags(argv):
         sys.exit(0)
     try:
         return app.parse_flags_with_usage(_resolve_config_flags(argv))
+    except SystemExit as stop:          # absl's own flag errors (a missing --workdir, say) exit 1; usage errors are 2
+        sys.exit(2 if stop.code == 1 else stop.code)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         # ml_collections' message for an unknown key arrives quoted, with escaped quotes and newlines.
         message = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\'", "").strip("'")

@@ -29,7 +29,7 @@ def main(program: str):
         wanted = "pretrain" if config.task == "mlm" else "finetune"
         if wanted != program:
             raise app.UsageError(f"{path} is a config.task={config.task!r} config; run it with rofjax {wanted} "
-                                 f"(python -m train.{wanted}).")
+                                 f"(python -m train.{wanted}).", exitcode=2)
         try:
             result = report_user_errors(lambda: run(config, FLAGS.workdir))
         except NonFiniteLossError as error:

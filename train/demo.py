@@ -69,7 +69,7 @@ def main(argv):
     config, workdir = FLAGS.config, FLAGS.workdir
     if config.task != "ner":
         raise app.UsageError(f"the demo trains a NER config; {config_flags.get_config_filename(FLAGS['config'])} "
-                             f"has task {config.task!r}.")
+                             f"has task {config.task!r}.", exitcode=2)
     result = report_user_errors(lambda: run(config, workdir))
     spec = get_dataset(config.data.dataset)
     train = list(spec.split("train", config.data.data_dir, config.seed))

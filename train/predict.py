@@ -60,7 +60,7 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
     run = RunFolder(workdir)
     spec = get_dataset(config.data.dataset)
     if spec.writer is None:
-        raise app.UsageError(f"dataset {spec.name!r} has no prediction file format.")
+        raise app.UsageError(f"dataset {spec.name!r} has no prediction file format.", exitcode=2)
     adopt_run_architecture(config, run)
     task = build_task(config)
     data_dir = config.data.data_dir
