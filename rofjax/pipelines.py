@@ -37,7 +37,7 @@ MIN_BUCKET = 16
 def resolve_model(model: str | os.PathLike) -> str:
     """A local folder as it is; anything else as a Hugging Face hub id, downloaded (and cached) by huggingface_hub."""
     path = os.fspath(model)
-    if os.path.isdir(path):
+    if path.startswith("file://") or os.path.isdir(path):
         return path
     if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise ExportError(f"{path}: no such model folder (and not a hub id of the form owner/name).")

@@ -169,3 +169,14 @@ def test_programs_run_from_any_folder_with_their_flags_in_help(tmp_path):
                             "--workdir", str(tmp_path / "w")], cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)
     assert wrong.returncode != 0 and "run it with rofjax finetune" in wrong.stderr
+
+
+def test_locations_are_local_folders_or_file_urls(tmp_path):
+    from rofjax.checkpoint.run import RunFolder, local_path
+
+    assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b"
+    assert local_path("relative/run") == str(pathlib.Path("relative/run").resolve())
+    assert RunFolder(f"file://{tmp_path}/run").workdir == f"{tmp_path}/run"
+    with pytest.raises(ValueError, match="--workdir gs://bucket/run: gs:// locations are not supported yet"):
+        RunFolder("gs://bucket/run")
+    assert main(["export", "s3://bucket/run", str(tmp_path / "m")]) == 2

@@ -135,6 +135,21 @@ def _metadata_tree(checkpointer, path: str):
     return getattr(metadata, "tree", metadata)
 
 
+def local_path(path: str | os.PathLike, what: str = "path") -> str:
+    """`path` as a local absolute path: a plain path, or a `file://` URL. Other URL schemes (gs://, s3://) are refused
+    by name rather than read as a local folder called `gs:`; mount a bucket (gcsfuse, s3fs) and pass its folder."""
+    text = os.fspath(path)
+    scheme, separator, rest = text.partition("://")
+    if not separator or "/" in scheme:
+        return os.path.abspath(text)
+    if scheme == "file":
+        from urllib.parse import unquote
+
+        return os.path.abspath(unquote(rest))
+    raise ValueError(f"{what} {text}: {scheme}:// locations are not supported yet; use a local or mounted folder "
+                     f"(gcsfuse, s3fs) or a file:// URL.")
+
+
 def restore_params(directory: str | os.PathLike, *, target=None, shardings=None, step: int | None = None):
     """Read parameters saved by `save_params` or by a training run.
 
@@ -143,7 +158,7 @@ def restore_params(directory: str | os.PathLike, *, target=None, shardings=None,
     Without either, the checkpoint's own tree is restored onto the default device. A tree or shape mismatch
     names the parameter.
     """
-    path, key = _locate(os.path.abspath(os.fspath(directory)), step)
+    path, key = _locate(local_path(directory, "checkpoint"), step)
     with ocp.PyTreeCheckpointer() as checkpointer:
         stored = _metadata_tree(checkpointer, path)
         if key is not None:
@@ -201,7 +216,7 @@ class RunFolder:
 
     def __init__(self, workdir: str | os.PathLike, *, keep: int = 2, best_metric: str | None = None,
                  best_mode: str = "max"):
-        self.workdir = os.path.abspath(os.fspath(workdir))
+        self.workdir = local_path(workdir, "--workdir")
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
         self._manager = self._best = self._lock_handle = None
 

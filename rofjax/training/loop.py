@@ -21,7 +21,7 @@ import time
 import jax
 import numpy as np
 
-from rofjax.checkpoint.run import RunFolder, load_encoder
+from rofjax.checkpoint.run import RunFolder, load_encoder, local_path
 from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
 from rofjax.models.ladder import fingerprint
@@ -143,6 +143,7 @@ class _Reporter:
 
 def run(config, workdir: str) -> dict:
     validate_config(config)
+    workdir = local_path(workdir, "--workdir")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
