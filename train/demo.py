@@ -30,31 +30,6 @@ SENTENCES = ["国务院总理李鹏今天在北京会见了美国国务卿奥尔
              "江泽民主席向南非总统曼德拉致电祝贺。"]
 
 
-def lexicon_baseline(train_records, records) -> list[list[tuple]]:
-    """Each entity string of the training split, tagged with its most frequent type, found again by greedy
-    longest match from left to right: what memorising the training entities gets."""
-    counts: dict[str, dict[str, int]] = {}
-    for record in train_records:
-        for kind, start, end in record["entities"]:
-            by_type = counts.setdefault(record["text"][start:end], {})
-            by_type[kind] = by_type.get(kind, 0) + 1
-    lexicon = {text: max(by_type, key=lambda k: (by_type[k], k)) for text, by_type in counts.items() if len(text) > 1}
-    longest = max(map(len, lexicon), default=0)
-    predicted = []
-    for record in records:
-        text, spans, index = record["text"], [], 0
-        while index < len(text):
-            for size in range(min(longest, len(text) - index), 1, -1):
-                if text[index:index + size] in lexicon:
-                    spans.append((lexicon[text[index:index + size]], index, index + size))
-                    index += size
-                    break
-            else:
-                index += 1
-        predicted.append(spans)
-    return predicted
-
-
 def main(argv):
     del argv
     for name in ("absl", "jax", "orbax", "tensorflow_datasets"):
@@ -62,7 +37,7 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.ERROR)        # tfds and orbax notices would bury the results
     import rofjax
     from rofjax.data.datasets import get_dataset
-    from rofjax.decode.spans import span_prf
+    from rofjax.decode.spans import lexicon_baseline, span_prf
     from rofjax.export import export
     from rofjax.training.loop import run
 

@@ -95,6 +95,24 @@ def test_the_backbone_used_is_bit_identical_to_its_checkpoint(su_run):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_an_exported_lst_model_carries_its_backbone_and_predicts(su_run, tmp_path):
+    import rofjax
+    from rofjax.checkpoint.tree import flatten
+    from rofjax.export import export, load
+
+    _, backbone, _, workdir, _ = su_run
+    model = export(workdir, tmp_path / "model")
+    exported = flatten(load(model).params)
+    stored = flatten(restore_params(backbone)["encoder"])
+    for name in ("embeddings/word_embeddings/embedding", "transformer/layer_0/attention/q_dense/kernel"):
+        matches = [k for k in exported if k.endswith(name)]
+        assert matches, name
+        np.testing.assert_array_equal(np.asarray(exported[matches[0]]), np.asarray(stored[name]))
+    results = rofjax.pipeline("classification", model, batch_size=8)(["很好", "太差了"])
+    assert [r["label"] for r in results] == [r["label"] for r in rofjax.pipeline("classification", workdir,
+                                                                                batch_size=8)(["很好", "太差了"])]
+
+
 def test_a_rerun_on_another_backbone_is_refused(su_run):
     root, _, _, workdir, _ = su_run
     other = _backbone(root / "other", seed=1)
@@ -124,6 +142,7 @@ def test_the_trainer_keeps_no_optimizer_state_for_the_backbone(tmp_path):
     assert not hasattr(state.checkpointed(), "frozen")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,design", [("cmrc2018", "gated"), ("c3", "su")])
 def test_lst_trains_the_clue_heads_and_predicts_with_the_recorded_backbone(tmp_path, monkeypatch, task, design):
     """Span (GlobalPointer over positions) and multiple-choice heads on a side network; prediction puts the
