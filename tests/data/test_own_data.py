@@ -48,31 +48,28 @@ def test_bad_ner_lines_name_file_and_line(tmp_path, line, message):
         list(read_ner(path, ["PER", "LOC"], labelled=True))
 
 
-def test_jsonl_ner_trains_from_a_config_and_exports(tmp_path):
-    import rofjax
+def test_jsonl_ner_is_chosen_from_a_config_alone(tmp_path):
     from configs.ie import peoples_daily_ner
-    from rofjax.export import export
-    from rofjax.training.loop import run
+    from rofjax.training.tasks import build_task
 
     data = tmp_path / "data"
     data.mkdir()
     lines = [{"text": TEXT, "entities": [list(g) for g in GOLD]},
              {"text": "美国客人在北京", "label": [[0, 2, "LOC"], [5, 7, "LOC"]]},
-             {"text": "张三去了上海", "label": {"PER": {"张三": [[0, 1]]}, "LOC": {"上海": [[4, 5]]}}}] * 4
+             {"text": "张三去了上海", "label": {"PER": {"张三": [[0, 1]]}, "LOC": {"上海": [[4, 5]]}}}]
     _write(data / "train.jsonl", lines)
-    _write(data / "dev.jsonl", lines[:3])
-    assert get_dataset("jsonl_ner").labels(str(data)) == ["LOC", "PER"]
+    _write(data / "dev.jsonl", lines[:2])
+    spec = get_dataset("jsonl_ner")
+    assert spec.labels(str(data)) == ["LOC", "PER"]
+    assert [r["entities"] for r in spec.split("train", str(data))] == [r["entities"] for r in
+                                                                      read_ner(data / "train.jsonl")]
+    assert len(spec.split("validation", str(data))) == 2
     config = peoples_daily_ner.get_config()
     config.data.dataset, config.data.data_dir = "jsonl_ner", str(data)
-    config.model.preset = "roformer_v2_tiny"
-    config.train.total_steps, config.train.batch_size, config.data.head_size = 2, 8, 16
-    config.train.progress_bar = False
-    result = run(config, str(tmp_path / "run"))
-    assert result["examples"] == 3
-    model = export(tmp_path / "run", tmp_path / "model")
-    data.rename(tmp_path / "gone")
-    entities = rofjax.pipeline("ner", model)(TEXT)
-    assert all(e["type"] in ("LOC", "PER") and e["text"] == TEXT[e["start"]:e["end"]] for e in entities)
+    task = build_task(config)
+    assert task.types == ["LOC", "PER"]
+    example = task.encode(spec.split("train", str(data))[0])
+    assert int((example["span_labels"].sum(-1) > 0).sum()) == 3       # all three entities on token boundaries
 
 
 def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):
