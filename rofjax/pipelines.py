@@ -140,7 +140,9 @@ class Pipeline:
                    if isinstance(item, tuple) else {task.text_key: item, **({task.pair_key: ""} if task.pair_key
                                                                             else {})}
                    for item in items]
-        probabilities = jax.jit(lambda p, b: jax.nn.softmax(task._logits(p, b).astype(jnp.float32), -1))
+        if not hasattr(self, "_probabilities"):          # compiled once per pipeline, not once per call
+            self._probabilities = jax.jit(lambda p, b: jax.nn.softmax(task._logits(p, b).astype(jnp.float32), -1))
+        probabilities = self._probabilities
         out = []
         for start in range(0, len(records), self.batch_size):
             chunk = [task._inputs(r) for r in records[start:start + self.batch_size]]
