@@ -96,21 +96,12 @@ class Pipeline:
         return min(size, self.task.max_length)
 
     def _windows(self, texts: Sequence[str]):
-        """Yield `(pieces, batch)` over every window of every text (pieces: (text index, ids, offsets)), each
-        window in the batch of its own length bucket, so a text's result does not depend on its neighbours."""
-        from rofjax.data.tokenizer import pad_batch
-        from rofjax.training.tasks.text_spans import text_windows
+        """`(pieces, batch)` over every window of every text, each window batched in its own length bucket, so a
+        text's result does not depend on its neighbours."""
+        from rofjax.training.tasks.text_spans import windowed_batches
 
-        buckets: dict[int, list] = {}
-        for i, text in enumerate(texts):
-            for ids, offsets in text_windows(self.task.tokenizer, text, self.task.max_length,
-                                             getattr(self.task, "window_stride", None)):
-                buckets.setdefault(self._bucket(len(ids)), []).append((i, ids, offsets))
-        for length, pieces in sorted(buckets.items()):
-            for start in range(0, len(pieces), self.batch_size):
-                chunk = pieces[start:start + self.batch_size]
-                rows = [p[1] for p in chunk] + [[]] * (self.batch_size - len(chunk))
-                yield chunk, {"input_ids": pad_batch(rows, length)}
+        return windowed_batches(self.task.tokenizer, [{"text": t} for t in texts], self.task.max_length,
+                                self.batch_size, getattr(self.task, "window_stride", None), bucket=self._bucket)
 
     # Tasks ------------------------------------------------------------------------------------------------------
     def _ner(self, texts: Sequence[str]) -> list[list[dict]]:

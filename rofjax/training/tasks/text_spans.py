@@ -32,12 +32,19 @@ def text_windows(tokenizer, text: str, max_length: int, stride: int | None = Non
             for a, b in windows(len(inner_ids), size, stride or max(1, size // 2))]
 
 
-def windowed_batches(tokenizer, records, max_length: int, batch_size: int, stride: int | None = None):
+def windowed_batches(tokenizer, records, max_length: int, batch_size: int, stride: int | None = None,
+                     bucket=None):
     """Yield `(pieces, batch)` over every window of every record: `pieces` a list of `(record index, token ids,
-    offsets)`, `batch["input_ids"]` their `[batch_size, max_length]` padded array (one shape, one compilation)."""
+    offsets)`, `batch["input_ids"]` their `[batch_size, length]` padded array. Without `bucket` every batch is
+    `max_length` long (one shape, one compilation); with it, each window goes into the batches of its own padded
+    length `bucket(len(ids))`, so what a window gives does not depend on the windows beside it."""
     pieces = [(i, ids, offsets) for i, r in enumerate(records)
               for ids, offsets in text_windows(tokenizer, r["text"], max_length, stride)]
-    for start in range(0, len(pieces), batch_size):
-        chunk = pieces[start:start + batch_size]
-        rows = [p[1] for p in chunk] + [[]] * (batch_size - len(chunk))
-        yield chunk, {"input_ids": pad_batch(rows, max_length)}
+    groups: dict[int, list] = {}
+    for piece in pieces:
+        groups.setdefault(max_length if bucket is None else bucket(len(piece[1])), []).append(piece)
+    for length, group in sorted(groups.items()):
+        for start in range(0, len(group), batch_size):
+            chunk = group[start:start + batch_size]
+            rows = [p[1] for p in chunk] + [[]] * (batch_size - len(chunk))
+            yield chunk, {"input_ids": pad_batch(rows, length)}
