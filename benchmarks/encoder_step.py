@@ -11,7 +11,8 @@ alike; the medians are compared against the first baseline.
 Sections:
   step     rofjax variants vs PyTorch eager (and `torch.compile` on GPU); ms/step, tokens/s, MFU, peak memory
   trainer  RoFormerV2 base through the real `Trainer` and `MaskedLMTask` (packed-document masks, gathered head), one
-           row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout)
+           row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout, and rbg:
+           train.dropout_prng=unsafe_rbg)
   long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
   compile  compile time of 24 vs 2 scanned layers
 
@@ -28,7 +29,8 @@ Variants of the rofjax step (names joined by `+`; each computes the same loss):
   xla / cudnn                 attention kernel (`attention_implementation`)
   gather / one_hot            embedding-gradient method (`embedding_lookup`)
   fused_dropout               attention dropout inside the cuDNN kernel; no_attn_dropout: attention dropout 0
-  unrolled                    layers not scanned; rbg: the `unsafe_rbg` PRNG for dropout masks
+  scan / unrolled             layers under `nn.scan` or not (default unrolled: scanned layers cost 1.5× the step
+                              on an H100); rbg: the `unsafe_rbg` PRNG for dropout masks
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ PEAK_BF16 = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H20
              "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
 GPU_VARIANTS = ("all_logits+xla+gather,all_logits+xla+one_hot,masked_logits+xla+one_hot,"
                 "masked_logits+cudnn+one_hot+no_attn_dropout,masked_logits+cudnn+one_hot+fused_dropout")
-TRAINER_GPU_VARIANTS = "scan,scan+no_attn_dropout,unrolled,scan+fused_dropout"
+TRAINER_GPU_VARIANTS = "unrolled,unrolled+no_attn_dropout,unrolled+fused_dropout,scan"
 
 
 def parse_args(argv=None):
@@ -61,8 +63,8 @@ def parse_args(argv=None):
     parser.add_argument("--length", type=int, default=None)
     parser.add_argument("--variants", default=None)
     parser.add_argument("--no-torch-compile", action="store_true")
-    parser.add_argument("--unrolled", action="store_true",
-                        help="never scan attention layers (cuDNN attention inside a scanned layer is not run)")
+    parser.add_argument("--scan", action="store_true",
+                        help="scan the layers of the step and long sections unless a variant says unrolled")
     parser.add_argument("--long-lengths", default="512,2048,8192", help="sequence lengths of the long section")
     parser.add_argument("--long-tokens", type=int, default=16384, help="tokens per step in the long section")
     parser.add_argument("--long-families", default="roformer_v2,gau_alpha")
@@ -72,7 +74,7 @@ def parse_args(argv=None):
                         help="long section: report the compiled step's memory without running it")
     parser.add_argument("--trainer-variants", default=None,
                         help="comma list of Trainer runs, parts joined by +: scan|unrolled, xla|cudnn, "
-                             "fused_dropout, no_attn_dropout")
+                             "fused_dropout, no_attn_dropout, rbg (the unsafe_rbg dropout PRNG)")
     parser.add_argument("--profile", help="write a device trace of one rofjax run to this folder")
     parser.add_argument("--profile-variant", default="trainer:scan",
                         help="the run traced: a step variant, or trainer:NAME for a Trainer run")
@@ -175,11 +177,11 @@ def variant_config(args, variant):
 
     parts = set(variant.split("+"))
     known = {"all_logits", "masked_logits", "xla", "cudnn", "gather", "one_hot", "fused_dropout", "no_attn_dropout",
-             "unrolled", "rbg", "auto"}
+             "scan", "unrolled", "rbg", "auto"}
     if parts - known:
         raise SystemExit(f"unknown variant part(s) {sorted(parts - known)} in {variant!r}; known: {sorted(known)}")
     values = dict(args.shape, dtype=args.dtype,
-                  scan_layers=args.device == "gpu" and "unrolled" not in parts and not args.unrolled,
+                  scan_layers="scan" in parts or (args.scan and "unrolled" not in parts),
                   attention_implementation="cudnn" if "cudnn" in parts else "xla" if "xla" in parts else "auto",
                   embedding_lookup="one_hot" if "one_hot" in parts else "gather" if "gather" in parts else "auto",
                   fused_attention_dropout="fused_dropout" in parts,
@@ -307,8 +309,8 @@ def child_command(args, section, *extra):
         command.append("--compile-only")
     if args.no_torch_compile:
         command.append("--no-torch-compile")
-    if args.unrolled:
-        command.append("--unrolled")
+    if args.scan:
+        command.append("--scan")
     return command
 
 
@@ -433,11 +435,13 @@ def section_step(args, results):
 def trainer_overrides(variant):
     """Model-config overrides of a Trainer run named like `unrolled+no_attn_dropout`."""
     parts = set(variant.split("+"))
-    known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout"}
+    known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout", "rbg"}
     if parts - known:
         raise SystemExit(f"unknown trainer variant part(s) {sorted(parts - known)} in {variant!r}; "
                          f"known: {sorted(known)}")
-    overrides = {"scan_layers": "unrolled" not in parts, "fused_attention_dropout": "fused_dropout" in parts}
+    if {"scan", "unrolled"} <= parts:
+        raise SystemExit(f"trainer variant {variant!r} asks for both scan and unrolled")
+    overrides = {"scan_layers": "scan" in parts, "fused_attention_dropout": "fused_dropout" in parts}
     if "xla" in parts or "cudnn" in parts:
         overrides["attention_implementation"] = "xla" if "xla" in parts else "cudnn"
     if "no_attn_dropout" in parts:
@@ -494,7 +498,8 @@ def section_trainer(args, results):
         config = get_preset("roformer_v2_chinese_char_base", dtype=args.dtype, **trainer_overrides(variant))
         task = MaskedLMTask(config, Tokenizer(vocab), max_length=args.length)
         mesh = create_mesh()
-        trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh)
+        prng = "unsafe_rbg" if "rbg" in variant.split("+") else "threefry"
+        trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh, dropout_prng=prng)
         state = trainer.init_state(0, args.batch)
         rng = np.random.default_rng(0)
         batch = task.init_batch(args.batch)
@@ -593,7 +598,7 @@ def section_long(args, results):
             preset = "roformer_v2_chinese_char_base" if family == "roformer_v2" else "gau_alpha_chinese_char_base"
             chunked = family == "gau_alpha" and length >= 2048 and args.gau_chunk > 0
             extra = {"gau_chunk_size": args.gau_chunk} if chunked else {}
-            scan = family == "gau_alpha" or not args.unrolled
+            scan = family == "gau_alpha" or args.scan
             config = get_preset(preset, dtype=args.dtype, scan_layers=scan, **extra)
             name = f"{family}@{batch}x{length}" + (f"+chunk{args.gau_chunk}" if extra else "")
             try:

@@ -76,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.alpha_ramp_steps = 0             # residual_mode="alpha": α goes 0 → 1 over this many steps
     c.train.ema_decay = 0.0                  # > 0: keep an exponential moving average of the parameters
     c.train.nonfinite = "stop"               # on a NaN/inf loss: stop (naming the step) | skip the update
+    c.train.dropout_prng = "threefry"        # threefry | rbg | unsafe_rbg: unsafe_rbg makes masks cheap on GPU/TPU
     c.train.max_consecutive_skips = 5        # nonfinite="skip": stop after this many skipped updates in a row
     c.train.log_every = 1                    # steps between rows of metrics.jsonl
     c.train.save_every = 200                 # steps between checkpoints

@@ -11,7 +11,7 @@ def published_recipe(preset: str, schedule: dict[str, float]):
     c.model.preset = preset
     c.model.vocab_size = 12000           # the published char vocabulary: --config.data.vocab_path=.../vocab.txt
     c.model.dtype = "bfloat16"
-    c.model.scan_layers = True
+    c.model.scan_layers = True          # compile time flat in depth; on GPUs false is 1.5× faster per step
     c.data.max_length = 512
     c.train.batch_size = 512                   # the recipe's effective batch, one update per step on a pod
     c.train.total_steps = 1_000_000

@@ -3,7 +3,8 @@
 `take_rows(table, ids)` is `table[ids]`. Its plain JAX gradient is a scatter-add of one row per id into a zero
 table; on GPU a scatter of 16k bf16 rows into a 12000 × 768 table is serialised (no bf16 atomics) and took 40%
 of a RoFormerV2-base step on an H100. The `"one_hot"` method keeps the exact gather forward and computes the
-gradient as `one_hot(ids)ᵀ · g` with float32 accumulation, a dense matmul the matrix units run at full rate; the
+gradient as `one_hot(ids)ᵀ · g` in the compute dtype (bf16 products of 0/1 and a bf16 cotangent are exact) with
+float32 accumulation, a dense matmul the matrix units run at full rate; the
 `"gather"` method gathers in the table's own dtype (float32 master weights), so its scatter runs in float32 with
 hardware atomics. Both return exactly `table[ids]` and the same gradient up to float32 summation order
 (tests compare them with a float64 reference).
@@ -33,24 +34,27 @@ def resolve_lookup(method: str) -> str:
     return "gather" if jax.default_backend() == "cpu" else "one_hot"
 
 
-@jax.custom_vjp
-def _take_rows_dense_grad(table, ids):
-    return jnp.take(table, ids, axis=0)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _take_rows_dense_grad(table, ids, dtype):
+    return jnp.take(table, ids, axis=0).astype(dtype)
 
 
-def _take_fwd(table, ids):
+def _take_fwd(table, ids, dtype):
     # The table itself is not saved: only its shape and dtype are needed for the gradient.
-    return jnp.take(table, ids, axis=0), (ids, jnp.zeros((table.shape[0], 0), table.dtype))
+    return _take_rows_dense_grad(table, ids, dtype), (ids, jnp.zeros((table.shape[0], 0), table.dtype))
 
 
-def _take_bwd(residuals, g):
+def _take_bwd(dtype, residuals, g):
     ids, shape_probe = residuals
     rows = shape_probe.shape[0]
     flat_ids = ids.reshape(-1)
     flat_g = g.reshape(flat_ids.shape[0], -1)
+    # The cotangent arrives in the output dtype (bf16 under mixed precision), where 0/1 are exact and every
+    # product one_hot · g is exact: a bf16 matmul with float32 accumulation gives the scatter-add's float32 sums.
+    # A float32 cotangent needs HIGHEST, or the GPU would round g to TF32.
+    precision = jax.lax.Precision.HIGHEST if flat_g.dtype == jnp.float32 else jax.lax.Precision.DEFAULT
     one_hot = (flat_ids[:, None] == jnp.arange(rows, dtype=flat_ids.dtype)[None, :]).astype(flat_g.dtype)
-    grad = jnp.einsum("nv,ne->ve", one_hot, flat_g, preferred_element_type=jnp.float32,
-                      precision=jax.lax.Precision.HIGHEST)
+    grad = jnp.einsum("nv,ne->ve", one_hot, flat_g, preferred_element_type=jnp.float32, precision=precision)
     grad = grad.reshape((rows,) + g.shape[ids.ndim:]).astype(shape_probe.dtype)
     return grad, None
 
@@ -58,15 +62,17 @@ def _take_bwd(residuals, g):
 _take_rows_dense_grad.defvjp(_take_fwd, _take_bwd)
 
 
-def take_rows(table, ids, *, method: str = "auto"):
-    """`table[ids]` (rows along axis 0) for integer `ids` of any shape; `method` chooses the gradient."""
+def take_rows(table, ids, *, method: str = "auto", dtype=None):
+    """`table[ids]` (rows along axis 0) for integer `ids` of any shape, cast to `dtype` (default: the table's);
+    `method` chooses the gradient."""
     method = resolve_lookup(method)
     ids = jnp.asarray(ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"take_rows: ids must be integers; got dtype {ids.dtype}.")
+    dtype = jnp.dtype(dtype or table.dtype)
     if method == "one_hot":
-        return _take_rows_dense_grad(table, ids)
-    return jnp.take(table, ids, axis=0)
+        return _take_rows_dense_grad(table, ids, dtype)
+    return jnp.take(table, ids, axis=0).astype(dtype)
 
 
 def gather_positions(hidden, positions, *, method: str = "auto"):
@@ -93,5 +99,5 @@ class TokenEmbedding(nn.Module):
                                     self.param_dtype)
 
     def __call__(self, ids):
-        rows = take_rows(self.embedding, ids, method=self.lookup)
-        return rows.astype(self.dtype or rows.dtype)
+        # Cast inside the lookup, so that the one-hot gradient sees the compute-dtype cotangent.
+        return take_rows(self.embedding, ids, method=self.lookup, dtype=self.dtype)

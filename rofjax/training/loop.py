@@ -82,7 +82,8 @@ def build_trainer(config, task, mesh, total_steps: int):
     params = trained_params(task, nn.unbox(abstract_params(task, config.train.batch_size)))
     tx = build_optimizer(optim, total_steps, params=params)
     return Trainer(task, tx, mesh, schedule=learning_rate_schedule(optim, total_steps),
-                   ema_decay=config.train.ema_decay, skip_nonfinite=config.train.nonfinite == "skip", rules=rules)
+                   ema_decay=config.train.ema_decay, skip_nonfinite=config.train.nonfinite == "skip", rules=rules,
+                   dropout_prng=config.train.get("dropout_prng", "threefry"))
 
 
 def evaluate(trainer, task, params, records, config) -> dict:

@@ -41,17 +41,24 @@ def test_take_rows_forward_and_gradient_match_float64(rng, method):
     np.testing.assert_allclose(np.asarray(grad), gradient, rtol=1e-6, atol=1e-6)
 
 
-def test_take_rows_bf16_gradient_accumulates_in_float32(rng):
+@pytest.mark.parametrize("cast_inside", [True, False])
+def test_take_rows_bf16_gradient_accumulates_in_float32(rng, cast_inside):
+    # Cast inside, the backward is a bf16 matmul (DEFAULT precision) with float32 accumulation; outside, a float32
+    # one at HIGHEST. Both must give the float32 sum of 300 bf16 cotangents.
     table = rng.normal(size=(11, 4)).astype(np.float32)
     ids = np.full((1, 300), 3)                                   # 300 equal rows: a bf16 running sum would drift
     upstream = rng.normal(size=(1, 300, 4)).astype(np.float32)
     _, gradient = _take_reference(table, ids, upstream.astype(jnp.bfloat16).astype(np.float32))
 
     def loss(t):
-        rows = take_rows(t, ids, method="one_hot").astype(jnp.bfloat16)
+        if cast_inside:
+            rows = take_rows(t, ids, method="one_hot", dtype=jnp.bfloat16)
+        else:
+            rows = take_rows(t, ids, method="one_hot").astype(jnp.bfloat16)
         return jnp.sum(rows * jnp.asarray(upstream, jnp.bfloat16))
 
     grad = jax.grad(loss)(jnp.asarray(table))
+    assert grad.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(grad)[3], gradient[3], rtol=1e-5)
 
 

@@ -103,3 +103,36 @@ def test_bfloat16_compute_keeps_float32_master_weights_and_ema_follows():
                        jax.tree_util.tree_leaves(before)):
         assert p.dtype == np.float32
         np.testing.assert_allclose(e, 0.9 * b + 0.1 * p, rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_prng_choice_is_reproducible_and_changes_only_the_masks(single_device):
+    from rofjax.nn.dropout import dropout_mask
+    from rofjax.training.state import step_dropout_key
+
+    seed_data = jax.random.key_data(jax.random.key(3))
+    same = [jax.random.key_data(step_dropout_key(seed_data, 5, "unsafe_rbg")) for _ in range(2)]
+    np.testing.assert_array_equal(same[0], same[1])
+    later = jax.random.key_data(step_dropout_key(seed_data, 6, "unsafe_rbg"))
+    assert not np.array_equal(same[0], later)
+    keep = np.asarray(dropout_mask(step_dropout_key(seed_data, 5, "unsafe_rbg"), (200_000,), 0.1))
+    assert abs(keep.mean() - 0.9) < 0.003                      # binomial sd ≈ 0.0007
+
+    one_device = create_mesh(1, 1, 1, devices=jax.devices()[:1])
+
+    trainer = Trainer(_task(), build_optimizer(OPTIM, total_steps=10), one_device,
+                      schedule=learning_rate_schedule(OPTIM, 10), dropout_prng="unsafe_rbg")
+
+    def losses():
+        state, out = trainer.init_state(seed=0, batch_size=8), []
+        for _ in range(2):
+            state, metrics = trainer.train_step(state, _batch(trainer.task))
+            out.append(float(metrics["loss"]))
+        return out
+
+    rbg = losses()
+    assert rbg == losses()
+    threefry = single_device[1]
+    assert rbg[0] != threefry[0]                               # other dropout masks, same model and data
+    assert abs(rbg[0] - threefry[0]) < 0.1 * abs(threefry[0])
+    with pytest.raises(ValueError, match="train.dropout_prng"):
+        Trainer(_task(), build_optimizer(OPTIM, total_steps=10), one_device, dropout_prng="philox")
