@@ -342,7 +342,8 @@ PROGRAMS = {"demo": ("train.demo", "the main job: NER from raw text, trained, sc
             "finetune": ("train.finetune", "fine-tune on a task (any config whose task is not mlm)"),
             "pretrain": ("train.pretrain", "masked-LM pre-training"),
             "compile": ("train.compile", "compile a config's train step for a device topology, without it"),
-            "submit": ("train.predict", "write a dataset's leaderboard prediction file from a run")}
+            "submit": ("train.predict", "write a dataset's leaderboard prediction file from a run"),
+            "experiment": ("train.experiment", "run a claim-testing experiment: tables over seeds and plots")}
 
 
 def run_program(name: str, argv: list[str]) -> int:
