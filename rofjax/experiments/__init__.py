@@ -11,6 +11,7 @@ import importlib
 
 EXPERIMENTS = {
     "probe": "rofjax.experiments.probe",
+    "gau_vs_attention": "rofjax.experiments.gau_vs_attention",
 }
 
 
