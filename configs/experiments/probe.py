@@ -21,9 +21,9 @@ def get_config():
     c.intermediate_size = 128            # FFN width; GAU: its expanded width
     c.gau_key_size = 32
     c.batch_size = 32
-    c.steps = 600
+    c.steps = 400
     c.lr = 3e-3                          # Adam, constant
-    c.eval_every = 50
+    c.eval_every = 40
     c.eval_size = 256                    # held-out examples
     c.solved_at = 0.9                    # token accuracy that counts as solving the probe
     c.smoke_settings = ml_collections.ConfigDict(

@@ -174,8 +174,11 @@ def run(config, workdir: str, log=print) -> str:
                     {f"{n}{' +[CLS]/[SEP]' if s else ''}": results[(block, layers, n, s)]
                      for n in normalizations for s in (False, True)},
                     curve="accuracy", xlabel="training step", ylabel="held-out token accuracy",
-                    title=f"Position probe, {block} blocks, {layers} layer(s), RoPE", ylim=(0, 1.02))
-        figures.append((name, f"Probe accuracy vs step, {block} blocks, {layers} layer(s); mean over "
+                    title=f"Position probe, {block} blocks, {layers} layer(s), RoPE", ylim=(0, 1.02),
+                    styles={f"{n}{' +[CLS]/[SEP]' if s else ''}": {"color": f"C{i}", "linestyle": "--" if s else "-"}
+                            for i, n in enumerate(normalizations) for s in (False, True)})
+        figures.append((name, f"Probe accuracy vs step, {block} blocks, {layers} layer(s) (dashed: with "
+                              f"[CLS]/[SEP]); mean over "
                               f"{settings['seeds']} seeds, band ± 1 std; chance ≈ {chance:.1%}."))
     return write_results(workdir, title="Position probe of relative position encodings (kexue.fm 9105)",
                          claim=CLAIM, settings=settings,

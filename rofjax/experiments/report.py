@@ -123,9 +123,10 @@ def write_results(workdir: str, *, title: str, claim: str, settings: dict, secti
 
 
 def plot_curves(path: str, series: dict[str, Sequence[dict]], *, curve: str, xlabel: str, ylabel: str, title: str,
-                logy: bool = False, ylim=None) -> str:
+                logy: bool = False, ylim=None, styles: dict[str, dict] | None = None) -> str:
     """One line per entry of `series` (label → rows of that variant, one per seed): the mean over seeds of the
-    curve named `curve` (each row's `curves[curve]` is `[[step, value], ...]`), with a band of ± one std."""
+    curve named `curve` (each row's `curves[curve]` is `[[step, value], ...]`), with a band of ± one std.
+    `styles`: matplotlib line keywords per label (colour, linestyle); otherwise up to 20 distinct colours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,7 +134,8 @@ def plot_curves(path: str, series: dict[str, Sequence[dict]], *, curve: str, xla
     import numpy as np
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for label, rows in series.items():
+    palette = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors
+    for index, (label, rows) in enumerate(series.items()):
         curves = [np.asarray(row["curves"][curve], dtype=float) for row in rows if row["curves"].get(curve)]
         if not curves:
             continue
@@ -141,7 +143,8 @@ def plot_curves(path: str, series: dict[str, Sequence[dict]], *, curve: str, xla
         stacked = np.stack([c[:length] for c in curves])
         steps, values = stacked[0, :, 0], stacked[:, :, 1]
         mean = values.mean(axis=0)
-        line, = axis.plot(steps, mean, label=label)
+        style = {"color": palette[index % len(palette)], **((styles or {}).get(label, {}))}
+        line, = axis.plot(steps, mean, label=label, **style)
         if len(curves) > 1:
             std = values.std(axis=0, ddof=1)
             axis.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
