@@ -12,6 +12,7 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from train._errors import describe_program, parse_flags, report_user_errors
@@ -26,6 +27,7 @@ def main(argv):
     del argv
     for name in ("absl", "jax", "orbax", "tensorflow_datasets"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.ERROR)        # tfds notices about its local builders would bury the rows
     from rofjax.experiments import run_experiment
 
     config = FLAGS.config

@@ -11,6 +11,8 @@ import importlib
 
 EXPERIMENTS = {
     "probe": "rofjax.experiments.probe",
+    "egp_vs_gp": "rofjax.experiments.egp_vs_gp",
+    "zlpr_soft": "rofjax.experiments.zlpr_soft",
     "gau_vs_attention": "rofjax.experiments.gau_vs_attention",
 }
 
