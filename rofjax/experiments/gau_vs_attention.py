@@ -9,6 +9,7 @@ reserves (arguments + outputs + temporaries − donated aliases), which does not
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -164,8 +165,11 @@ def run(config, workdir: str, log=print) -> str:
                         f"×{growth:.2f}, memory ×{memory:.2f}.")
     import jax
 
-    findings.append(f"Measured on {jax.devices()[0].device_kind} ({jax.default_backend()}), float32; "
-                    "the GPU numbers are in the README's Accelerators section, with their card and date.")
+    kind, backend = jax.devices()[0].device_kind, jax.default_backend()
+    where = backend.upper() if kind.lower() == backend else f"{kind} ({backend})"
+    findings.append(f"Measured on {where} in float32, {os.cpu_count()} cores seen by the process; timings on a "
+                    f"shared machine move with its load (the repeats' std shows by how much). The GPU numbers are "
+                    f"in the README's Accelerators section, with their card and date.")
     figure = "gau_vs_attention.png"
     _plot(f"{workdir}/{figure}", lengths, families, values,
           chunked=[n for n in lengths if "gau_alpha_chunked" in variants(n)])
