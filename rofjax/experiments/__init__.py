@@ -14,6 +14,8 @@ EXPERIMENTS = {
     "egp_vs_gp": "rofjax.experiments.egp_vs_gp",
     "zlpr_soft": "rofjax.experiments.zlpr_soft",
     "gau_vs_attention": "rofjax.experiments.gau_vs_attention",
+    "gau_warmup": "rofjax.experiments.gau_warmup",
+    "norms": "rofjax.experiments.norms",
 }
 
 
