@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
 
@@ -27,8 +26,10 @@ from rofjax.experiments.report import (
     markdown_table,
     mean_std,
     plot_curves,
+    resolved_settings,
     write_results,
 )
+from rofjax.experiments.training_runs import read_curve
 
 DATASET = "peoples_daily_ner"
 TYPES = ("PER", "LOC", "ORG")
@@ -97,14 +98,7 @@ def training_config(settings: dict, dataset: str, seed: int):
 def eval_curve(path: str, metric: str = "f1") -> list[list[float]]:
     """`[[step, metric], ...]` from a run's eval_metrics.jsonl, the last row of each step (a resumed run may log
     a step twice), in step order."""
-    by_step: dict[int, float] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                row = json.loads(line)
-                value = row.get(metric)
-                by_step[int(row["step"])] = float("nan") if value is None else float(value)
-    return [[step, by_step[step]] for step in sorted(by_step)]
+    return read_curve(path, metric)
 
 
 def value_at(curve: list[list[float]], step: int) -> float:
@@ -160,9 +154,7 @@ def _compare(name_a: str, a: list[float], name_b: str, b: list[float]) -> str:
 
 
 def run(config, workdir: str, log=print) -> str:
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     if settings["early_step"] > settings["steps"]:
         raise ValueError(f"early_step={settings['early_step']} is past the last step {settings['steps']}.")
     seeds = range(settings["seeds"])

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from rofjax.experiments.report import Runs, format_mean_std, markdown_table, write_results
+from rofjax.experiments.report import Runs, format_mean_std, markdown_table, resolved_settings, write_results
 
 CLAIM = ("GAU-α (two GAU layers in place of each attention + FFN pair of RoFormerV2) has no speed advantage at short "
          "lengths, but beyond 512 tokens it trains faster than RoFormerV2 and in less memory, the more so the "
@@ -107,9 +107,7 @@ def measure(family: str, length: int, settings: dict):
 def run(config, workdir: str, log=print) -> str:
     import functools
 
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     lengths = [int(n) for n in str(settings["lengths"]).split(",") if n]
     families = ("roformer_v2", "gau_alpha")
 

@@ -22,7 +22,14 @@ import os
 
 import numpy as np
 
-from rofjax.experiments.report import Runs, format_mean_std, markdown_table, mean_std, write_results
+from rofjax.experiments.report import (
+    Runs,
+    format_mean_std,
+    markdown_table,
+    mean_std,
+    resolved_settings,
+    write_results,
+)
 from rofjax.experiments.training_runs import (
     branch_outputs,
     branch_ratios,
@@ -149,9 +156,7 @@ def _slug(name: str) -> str:
 
 
 def run(config, workdir: str, log=print) -> str:
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     variants = grid(settings)
     seeds = range(settings["seeds"])
     runs = Runs(workdir, settings)

@@ -33,6 +33,7 @@ from rofjax.experiments.report import (
     markdown_table,
     mean_std,
     plot_curves,
+    resolved_settings,
     write_results,
 )
 from rofjax.experiments.training_runs import (
@@ -169,9 +170,7 @@ def train_variant(settings: dict, variant: str, tasks: list[str], folder: str, f
 
 
 def run(config, workdir: str, log=print) -> str:
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     variants, tasks = chosen(settings)
     seeds = range(settings["seeds"])
     runs = Runs(workdir, settings)

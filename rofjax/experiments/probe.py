@@ -15,7 +15,14 @@ import time
 
 import numpy as np
 
-from rofjax.experiments.report import Runs, format_mean_std, markdown_table, plot_curves, write_results
+from rofjax.experiments.report import (
+    Runs,
+    format_mean_std,
+    markdown_table,
+    plot_curves,
+    resolved_settings,
+    write_results,
+)
 
 TOKEN, CLS, SEP, PAD = 5, 2, 3, 0
 CLAIM = ("With identical input tokens, a RoPE Transformer with softmax attention gives every position the same "
@@ -120,9 +127,7 @@ def chance_accuracy(min_length: int, max_length: int) -> float:
 
 
 def run(config, workdir: str, log=print) -> str:
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     normalizations = [n for n in settings["normalizations"].split(",") if n]
     blocks = [b for b in settings["blocks"].split(",") if b]
     depths = [int(d) for d in str(settings["layers"]).split(",") if d]

@@ -15,6 +15,13 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 
 
+def resolved_settings(config) -> dict:
+    """An experiment config as a plain dict, its `smoke_settings` applied when `config.smoke` (and dropped)."""
+    settings = config.to_dict()
+    smoke = settings.pop("smoke_settings", {}) or {}
+    return {**settings, **smoke} if settings.get("smoke") else settings
+
+
 def settings_key(settings: dict) -> str:
     """A short fingerprint of the settings a row was produced under."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -30,7 +30,14 @@ import time
 
 import numpy as np
 
-from rofjax.experiments.report import Runs, format_mean_std, markdown_table, mean_std, write_results
+from rofjax.experiments.report import (
+    Runs,
+    format_mean_std,
+    markdown_table,
+    mean_std,
+    resolved_settings,
+    write_results,
+)
 
 DATASET = "peoples_daily_ner"
 TYPES = ("PER", "LOC", "ORG")
@@ -275,9 +282,7 @@ def plot_reliability(path: str, series: dict[str, list[dict]], panels: list[tupl
 
 
 def run(config, workdir: str, log=print) -> str:
-    settings = config.to_dict()
-    settings = {**settings, **settings.pop("smoke_settings")} if config.smoke else \
-        {k: v for k, v in settings.items() if k != "smoke_settings"}
+    settings = resolved_settings(config)
     if settings["pooling"] not in ("mean", "cls"):
         raise ValueError(f"pooling={settings['pooling']!r}; expected 'mean' or 'cls'.")
     seeds = range(settings["seeds"])
