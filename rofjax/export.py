@@ -162,9 +162,9 @@ def _run_parts(run_dir: str, checkpoint: str | None = None):
 
 def load(folder: str | os.PathLike, *, checkpoint: str | None = None) -> LoadedModel:
     """An exported model folder (`task.json` in it) or a training run's folder, ready to predict."""
-    from rofjax.checkpoint.run import load_model_config, local_path
+    from rofjax.checkpoint.run import load_model_config, readable_path
 
-    folder = local_path(folder, "model folder")
+    folder = readable_path(folder, "model folder")
     if not os.path.isdir(folder):
         raise ExportError(f"{folder}: no such model folder.")
     task_file = os.path.join(folder, TASK_FILE)
@@ -219,9 +219,9 @@ def _check_params(task, params, where: str) -> None:
 def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint: str | None = None,
            overwrite: bool = False) -> str:
     """Write the self-contained model of the run in `run_dir` to `out_dir` (see the module docstring)."""
-    from rofjax.checkpoint.run import local_path
+    from rofjax.checkpoint.run import local_path, readable_path
 
-    run_dir, out_dir = local_path(run_dir, "run folder"), local_path(out_dir, "export folder")
+    run_dir, out_dir = readable_path(run_dir, "run folder"), local_path(out_dir, "export folder")
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it.")
     saved, family, options, labels, vocab, model_config, params, source, best = _run_parts(run_dir, checkpoint)

@@ -17,7 +17,8 @@ Texts longer than the model's window are read in overlapping windows, as in eval
 batch of its length bucket (the next power of two, at least 16, at most the model's `max_length`), so each bucket
 is compiled once and a text's result does not depend on the texts beside it; decoding runs on the host with numpy.
 
-A `model` that is not a local folder is taken as a Hugging Face hub id and fetched with `huggingface_hub`
+A `model` may be a bucket URL (gs://, s3://; read through `etils.epath` into a local cache). Any other `model`
+that is not a local folder is taken as a Hugging Face hub id and fetched with `huggingface_hub`
 (`snapshot_download`, cached), which must then be installed; the folder it brings is an exported model.
 """
 
@@ -35,10 +36,15 @@ MIN_BUCKET = 16
 
 
 def resolve_model(model: str | os.PathLike) -> str:
-    """A local folder as it is; anything else as a Hugging Face hub id, downloaded (and cached) by huggingface_hub."""
+    """A local folder as it is; a bucket URL (gs://, s3://, …) as a checked local copy (`readable_path`); anything
+    else as a Hugging Face hub id, downloaded (and cached) by huggingface_hub."""
+    from rofjax.checkpoint.run import is_remote, readable_path
+
     path = os.fspath(model)
     if path.startswith("file://") or os.path.isdir(path):
         return path
+    if is_remote(path):
+        return readable_path(path, "model folder")
     if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise ExportError(f"{path}: no such model folder (and not a hub id of the form owner/name).")
     try:

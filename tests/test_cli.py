@@ -177,6 +177,57 @@ def test_locations_are_local_folders_or_file_urls(tmp_path):
     assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b"
     assert local_path("relative/run") == str(pathlib.Path("relative/run").resolve())
     assert RunFolder(f"file://{tmp_path}/run").workdir == f"{tmp_path}/run"
-    with pytest.raises(ValueError, match="--workdir gs://bucket/run: gs:// locations are not supported yet"):
+    with pytest.raises(ValueError, match="--workdir gs://bucket/run: a gs:// location cannot be written to"):
         RunFolder("gs://bucket/run")
-    assert main(["export", "s3://bucket/run", str(tmp_path / "m")]) == 2
+    assert main(["export", str(tmp_path), "gs://bucket/model"]) == 2
+
+
+@pytest.fixture
+def fake_bucket(tmp_path, monkeypatch):
+    """gs://bucket/... served from a local folder through etils.epath's own test double (with TensorFlow installed
+    epath would send gs:// to TensorFlow's file system instead, so that choice is turned off here)."""
+    from etils.epath import gpath, testing
+
+    root = tmp_path / "bucket-storage"
+    root.mkdir()
+    reads = []
+
+    def local(path):                        # the double serves local paths too (orbax writes through epath)
+        text = str(path)
+        return str(root / text[len("gs://bucket/"):]) if text.startswith("gs://bucket/") else text
+
+    def redirect(original, path, *args, **kwargs):
+        return original(local(path), *args, **kwargs)
+
+    def counted_open(original, path, *args, **kwargs):
+        if str(path).startswith("gs://"):
+            reads.append(str(path))
+        return original(local(path), *args, **kwargs)
+
+    monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
+    monkeypatch.setenv("ROFJAX_REMOTE_CACHE", str(tmp_path / "cache"))
+    with testing.mock_epath(open=counted_open, exists=redirect, isdir=redirect, listdir=redirect, glob=redirect,
+                            walk=redirect, stat=redirect):
+        yield root, reads
+
+
+def test_checkpoints_and_folders_are_read_from_a_bucket_through_a_checked_local_copy(fake_bucket, tmp_path):
+    from rofjax.checkpoint import save_params
+    from rofjax.checkpoint.run import readable_path
+
+    root, reads = fake_bucket
+    params = {"dense": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    save_params(root / "ckpt", params)
+    restored = restore_params("gs://bucket/ckpt")
+    np.testing.assert_array_equal(restored["dense"]["kernel"], params["dense"]["kernel"])
+
+    (root / "data").mkdir()
+    (root / "data" / "train.jsonl").write_text('{"text": "a", "label": "x"}\n', encoding="utf-8")
+    copy = readable_path("gs://bucket/data", "config.data.data_dir")
+    assert open(pathlib.Path(copy) / "train.jsonl", encoding="utf-8").read().startswith('{"text"')
+    reads.clear()
+    assert readable_path("gs://bucket/data") == copy and reads == []          # unchanged: the copy is reused
+    (root / "data" / "dev.jsonl").write_text("{}\n", encoding="utf-8")
+    assert readable_path("gs://bucket/data") == copy and (pathlib.Path(copy) / "dev.jsonl").exists()
+    with pytest.raises(FileNotFoundError, match="gs://bucket/nothing does not exist"):
+        readable_path("gs://bucket/nothing", "model folder")

@@ -135,19 +135,111 @@ def _metadata_tree(checkpointer, path: str):
     return getattr(metadata, "tree", metadata)
 
 
+def _url_scheme(text: str) -> str | None:
+    scheme, separator, _ = text.partition("://")
+    return scheme if separator and "/" not in scheme else None
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether `path` is a URL of another file system than the local one (gs://, s3://, …; not file://)."""
+    return _url_scheme(os.fspath(path)) not in (None, "file")
+
+
 def local_path(path: str | os.PathLike, what: str = "path") -> str:
     """`path` as a local absolute path: a plain path, or a `file://` URL. Other URL schemes (gs://, s3://) are refused
-    by name rather than read as a local folder called `gs:`; mount a bucket (gcsfuse, s3fs) and pass its folder."""
+    by name rather than read as a local folder called `gs:`: a run folder needs a local file system (its lock, its
+    appended logs); mount a bucket (gcsfuse, s3fs) and pass its folder. Inputs may be remote: `readable_path`."""
     text = os.fspath(path)
-    scheme, separator, rest = text.partition("://")
-    if not separator or "/" in scheme:
+    scheme = _url_scheme(text)
+    if scheme is None:
         return os.path.abspath(text)
     if scheme == "file":
         from urllib.parse import unquote
 
-        return os.path.abspath(unquote(rest))
-    raise ValueError(f"{what} {text}: {scheme}:// locations are not supported yet; use a local or mounted folder "
-                     f"(gcsfuse, s3fs) or a file:// URL.")
+        return os.path.abspath(unquote(text.partition("://")[2]))
+    raise ValueError(f"{what} {text}: a {scheme}:// location cannot be written to as a run or export folder (it needs "
+                     f"a local file system for its lock and appended logs); use a local or mounted folder (gcsfuse, "
+                     f"s3fs). Model folders, checkpoints and data folders may be read from {scheme}://.")
+
+
+def remote_cache_root() -> str:
+    return os.environ.get("ROFJAX_REMOTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rofjax",
+                                                                 "remote")
+
+
+def _remote_listing(source) -> list[tuple[str, int]]:
+    """(relative path, size) of every file under `source` (an epath), sorted: what a cached copy must match."""
+    files = []
+
+    def visit(folder, prefix):
+        for child in folder.iterdir():
+            name = f"{prefix}{child.name}"
+            if child.is_dir():
+                visit(child, name + "/")
+            else:
+                files.append((name, int(child.stat().length)))
+
+    if source.is_dir():
+        visit(source, "")
+    else:
+        files.append(("", int(source.stat().length)))
+    return sorted(files)
+
+
+def readable_path(path: str | os.PathLike, what: str = "path") -> str:
+    """A local path with the contents of `path`, for reading: local paths and `file://` URLs as they are; any other
+    URL that `etils.epath` can read (gs://, s3://, …, with gcsfs/s3fs or TensorFlow's file system installed) is
+    copied, file or whole folder, into a local cache (`$ROFJAX_REMOTE_CACHE`, default ~/.cache/rofjax/remote) and
+    the copy's path returned. The copy is reused while the remote listing (names and sizes) is unchanged, and is
+    only put in place once complete, so an interrupted copy is never read."""
+    text = os.fspath(path)
+    scheme = _url_scheme(text)
+    if scheme is None or scheme == "file":
+        return local_path(text, what)
+    import hashlib
+    import shutil
+
+    from etils import epath
+
+    try:
+        source = epath.Path(text)
+        if not source.exists():
+            raise FileNotFoundError(f"{what} {text} does not exist.")
+        listing = _remote_listing(source)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as error:                # the file system's own errors: credentials, network, missing gcsfs
+        raise ValueError(f"{what} {text} could not be read: {_first_line(error)}") from None
+    name = text.rstrip("/").rsplit("/", 1)[-1] or scheme
+    target = os.path.join(remote_cache_root(), hashlib.sha256(text.rstrip("/").encode()).hexdigest()[:16], name)
+    marker = target + ".listing.json"
+    if os.path.exists(target) and os.path.exists(marker):
+        with open(marker, encoding="utf-8") as handle:
+            if json.load(handle) == [list(item) for item in listing]:
+                return target
+    partial = f"{target}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        for relative, _ in listing:
+            source_file = source / relative if relative else source
+            destination = os.path.join(partial, relative) if relative else partial
+            os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+            with source_file.open("rb") as reader, open(destination, "wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 22)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if os.path.isfile(partial):
+            os.remove(partial)
+        raise
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    elif os.path.exists(target):
+        os.remove(target)
+    os.replace(partial, target)
+    with open(marker + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(listing, handle)
+    os.replace(marker + ".tmp", marker)
+    return target
 
 
 def restore_params(directory: str | os.PathLike, *, target=None, shardings=None, step: int | None = None):
@@ -158,7 +250,7 @@ def restore_params(directory: str | os.PathLike, *, target=None, shardings=None,
     Without either, the checkpoint's own tree is restored onto the default device. A tree or shape mismatch
     names the parameter.
     """
-    path, key = _locate(local_path(directory, "checkpoint"), step)
+    path, key = _locate(readable_path(directory, "checkpoint"), step)
     with ocp.PyTreeCheckpointer() as checkpointer:
         stored = _metadata_tree(checkpointer, path)
         if key is not None:

@@ -21,7 +21,7 @@ import time
 import jax
 import numpy as np
 
-from rofjax.checkpoint.run import RunFolder, load_encoder, local_path
+from rofjax.checkpoint.run import RunFolder, is_remote, load_encoder, local_path, readable_path
 from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
 from rofjax.models.ladder import fingerprint
@@ -148,6 +148,9 @@ def run(config, workdir: str) -> dict:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
+    if data.data_dir and is_remote(data.data_dir):
+        # A bucket's dataset folder is read from a local copy (tfds-prepared data as much as your own files).
+        data.data_dir = readable_path(data.data_dir, "config.data.data_dir")
     if config.get("lst") and not config.train.init_checkpoint:
         raise ValueError(f"config.lst={config.lst!r} trains a side network on a frozen backbone: set "
                          f"config.train.init_checkpoint to the backbone's checkpoint.")
