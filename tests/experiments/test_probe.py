@@ -36,6 +36,8 @@ def test_probe_smoke_writes_one_row_per_variant_and_resumes(tmp_path):
 
     config = get_config()
     config.smoke = True
+    # Two normalisations keep this at two compiled steps; `rofjax experiment --config.smoke=True` runs all six.
+    config.normalizations = "softmax,l2"
     lines = []
     path = run_experiment(config, str(tmp_path), log=lines.append)
     text = open(path, encoding="utf-8").read()
