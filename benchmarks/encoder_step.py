@@ -213,9 +213,9 @@ def jax_runner(args, ids, segments, labels, variant):
     config, parts = variant_config(args, variant)
     model = Encoder(config)
     key = jax.random.key(0, impl="unsafe_rbg" if "rbg" in parts else None)
-    params = nn.unbox(model.init(jax.random.key(0), ids, method=Encoder.masked_lm))["params"]
+    params = nn.unbox(jax.jit(lambda key: model.init(key, ids, method=Encoder.masked_lm))(jax.random.key(0)))["params"]
     optimizer = optax.adamw(1e-4, weight_decay=0.01)
-    opt_state = optimizer.init(params)
+    opt_state = jax.jit(optimizer.init)(params)
     ids, segments, labels = map(jnp.asarray, (ids, segments, labels))
     # The labelled positions per example, padded to a fixed count (as the MLM pipeline does) with weight 0.
     per_row = int((labels != 0).sum(1).max())

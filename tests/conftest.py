@@ -1,15 +1,32 @@
 """Every test process sees 8 simulated CPU devices, so sharded code paths run on a laptop or CI."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# One persistent compilation cache for the whole session, its workers and the programs they start: many tests
+# compile the same tiny train step (a killed run and its rerun, each CLUE task's twin configs), and on two cores
+# compiling is most of a short run. Made by the first process (xdist's controller), removed when it exits.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rofjax-test-compilation-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import orbax.checkpoint as ocp  # noqa: E402
 import pytest  # noqa: E402
+
+# Orbax splits the writing of a replicated array among its replicas (one eager slice per replica and shape). On
+# simulated CPU devices that is all overhead, about a second per save; the file written is the same either way.
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 @pytest.fixture

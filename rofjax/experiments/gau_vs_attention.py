@@ -51,9 +51,10 @@ def compiled_step(config, batch: int, length: int):
 
     model = Encoder(config)
     ids = jnp.asarray(np.random.default_rng(0).integers(1, config.vocab_size, size=(batch, length)), jnp.int32)
-    params = nn.unbox(model.init(jax.random.key(0), ids, method=Encoder.masked_lm))["params"]
+    # Jitted: eagerly, every op of the initialisation compiles on its own (most of a smoke run's time).
+    params = nn.unbox(jax.jit(lambda key: model.init(key, ids, method=Encoder.masked_lm))(jax.random.key(0)))["params"]
     tx = optax.adamw(1e-4, weight_decay=0.01)
-    opt_state = tx.init(params)
+    opt_state = jax.jit(tx.init)(params)
 
     def step(params, opt_state, key):
         def loss_fn(p):

@@ -97,13 +97,15 @@ def train_probe(block: str, layers: int, normalization: str, settings: dict):
         return optax.apply_updates(params, updates), opt_state, loss, accuracy
 
     evaluate = jax.jit(loss_fn)
+    # Jitted: eagerly, every op of the initialisation compiles on its own.
+    init, init_optimizer = jax.jit(net.init), jax.jit(tx.init)
 
     def run(seed: int, specials: bool):
         rng = np.random.default_rng(seed)
         ids, labels, mask = probe_batch(rng, settings["batch_size"], settings["min_length"], settings["max_length"],
                                         specials)
-        params = net.init(jax.random.key(seed), ids, mask)["params"]
-        opt_state = tx.init(params)
+        params = init(jax.random.key(seed), ids, mask)["params"]
+        opt_state = init_optimizer(params)
         held_out = probe_batch(np.random.default_rng(10_000 + seed), settings["eval_size"], settings["min_length"],
                                settings["max_length"], specials)
         curve, started = [], time.perf_counter()

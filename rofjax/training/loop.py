@@ -99,12 +99,28 @@ def _strict(row: dict) -> dict:
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
+def _summary_writer_class():
+    """tensorboardX's `SummaryWriter`, imported without PyTorch: tensorboardX imports torch whenever it is installed
+    (only to accept torch tensors, which a run never passes), and that import costs seconds at every start."""
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None                     # makes `import torch` raise ImportError, which tensorboardX catches
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class _Reporter:
     """Where metrics go: `metrics.jsonl` / `eval_metrics.jsonl`, TensorBoard and the progress bar (process 0)."""
 
     def __init__(self, run: RunFolder, config, total: int, initial: int):
-        from tensorboardX import SummaryWriter
         from tqdm import tqdm
+
+        SummaryWriter = _summary_writer_class()
 
         self.lead = jax.process_index() == 0
         self.writer = SummaryWriter(run.path("tensorboard")) if self.lead else None
@@ -144,9 +160,10 @@ class _Reporter:
 
 def run(config, workdir: str) -> dict:
     validate_config(config)
-    workdir = local_path(workdir, "--workdir")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
+    if not is_remote(workdir):               # a bucket's run is a mirrored local folder (RunFolder)
+        workdir = local_path(workdir, "--workdir")
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise FileExistsError(f"--workdir {workdir} is a file, not a folder.")
     data, train, batch_size = config.data, config.train, config.train.batch_size
     if data.data_dir and is_remote(data.data_dir):
         # A bucket's dataset folder is read from a local copy (tfds-prepared data as much as your own files).

@@ -19,7 +19,7 @@ from rofjax.models.ladder import fingerprint, split_backbone
 from rofjax.training.loop import run
 from tests.numpy_reference import randomize
 
-BACKBONE = dict(preset="bert_tiny", num_layers=4, hidden_size=32, num_heads=2, intermediate_size=64)
+BACKBONE = dict(preset="bert_tiny", num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64)
 
 
 def _backbone(folder, seed):
@@ -41,7 +41,7 @@ def _lst_config(design, backbone, steps=4):
     config.unlock()
     for key, value in BACKBONE.items():
         config.model[key] = value
-    config.model.side_hidden_size, config.model.side_intermediate_size = 16, 32
+    config.model.side_hidden_size, config.model.side_intermediate_size, config.model.side_num_layers = 16, 32, 2
     config.lst = design
     config.train.init_checkpoint = backbone
     config.data.max_length = 24
