@@ -219,8 +219,10 @@ def _check_params(task, params, where: str) -> None:
 def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint: str | None = None,
            overwrite: bool = False) -> str:
     """Write the self-contained model of the run in `run_dir` to `out_dir` (see the module docstring)."""
-    from rofjax.checkpoint.run import local_path, readable_path
+    from rofjax.checkpoint.run import is_remote, local_path, readable_path
 
+    if is_remote(out_dir):
+        return _export_to_bucket(run_dir, os.fspath(out_dir), checkpoint=checkpoint, overwrite=overwrite)
     run_dir, out_dir = readable_path(run_dir, "run folder"), local_path(out_dir, "export folder")
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it.")
@@ -248,6 +250,25 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _export_to_bucket(run_dir, url: str, *, checkpoint, overwrite: bool) -> str:
+    """`export` into a bucket folder: written and checked locally, then uploaded with `task.json` last, so a folder
+    whose upload was cut short has no `task.json` and `load` refuses it by name."""
+    import tempfile
+
+    from etils import epath
+
+    target = epath.Path(url.rstrip("/"))
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{url} exists; pass overwrite=True (--overwrite) to replace it.")
+    with tempfile.TemporaryDirectory(prefix="rofjax-export-") as scratch:
+        local = export(run_dir, os.path.join(scratch, "model"), checkpoint=checkpoint)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(os.listdir(local), key=lambda name: name == TASK_FILE):
+            with open(os.path.join(local, name), "rb") as reader, (target / name).open("wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 22)
+    return url.rstrip("/")
 
 
 def model_card(meta: dict, model_config, params) -> str:

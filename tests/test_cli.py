@@ -177,9 +177,8 @@ def test_locations_are_local_folders_or_file_urls(tmp_path):
     assert local_path(f"file://{tmp_path}/a%20b") == f"{tmp_path}/a b"
     assert local_path("relative/run") == str(pathlib.Path("relative/run").resolve())
     assert RunFolder(f"file://{tmp_path}/run").workdir == f"{tmp_path}/run"
-    with pytest.raises(ValueError, match="--workdir gs://bucket/run: a gs:// location cannot be written to"):
-        RunFolder("gs://bucket/run")
-    assert main(["export", str(tmp_path), "gs://bucket/model"]) == 2
+    with pytest.raises(ValueError, match="export folder gs://bucket/model: a gs:// location cannot be written to"):
+        local_path("gs://bucket/model", "export folder")
 
 
 @pytest.fixture
@@ -207,7 +206,8 @@ def fake_bucket(tmp_path, monkeypatch):
     monkeypatch.setattr(gpath, "_is_tf_installed", lambda: False)
     monkeypatch.setenv("ROFJAX_REMOTE_CACHE", str(tmp_path / "cache"))
     with testing.mock_epath(open=counted_open, exists=redirect, isdir=redirect, listdir=redirect, glob=redirect,
-                            walk=redirect, stat=redirect):
+                            walk=redirect, stat=redirect, makedirs=redirect, mkdir=redirect, remove=redirect,
+                            rmtree=redirect):
         yield root, reads
 
 
@@ -231,3 +231,59 @@ def test_checkpoints_and_folders_are_read_from_a_bucket_through_a_checked_local_
     assert readable_path("gs://bucket/data") == copy and (pathlib.Path(copy) / "dev.jsonl").exists()
     with pytest.raises(FileNotFoundError, match="gs://bucket/nothing does not exist"):
         readable_path("gs://bucket/nothing", "model folder")
+
+
+def test_a_run_in_a_bucket_is_mirrored_and_resumes_on_another_machine(fake_bucket, tmp_path, monkeypatch):
+    import shutil
+
+    from configs import demo
+    from rofjax.checkpoint.mirror import MANIFEST
+    from rofjax.export import export, load
+    from rofjax.training.loop import run
+
+    root, _ = fake_bucket
+
+    def config(total_steps):
+        c = demo.get_config()
+        c.unlock()
+        c.data.data_dir = str(tmp_path / "tfds")
+        c.model.update(num_layers=1, hidden_size=32, num_heads=2, intermediate_size=64)
+        c.data.max_length, c.train.batch_size, c.train.progress_bar = 32, 8, False
+        c.train.total_steps, c.train.save_every, c.eval.every, c.eval.examples = total_steps, 2, 0, 16
+        return c
+
+    run(config(4), "gs://bucket/run")
+    bucket = root / "run"
+    listed = json.loads((bucket / MANIFEST).read_text())["files"]
+    assert "checkpoints/4/state/_METADATA" in listed and "model_config.json" in listed and ".lock" not in listed
+    assert all((bucket / name).stat().st_size == size for name, size in listed.items())
+    steps = [json.loads(line)["step"] for line in (bucket / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+    # Another machine: nothing local. A file the list does not name (an upload cut short) is not read.
+    shutil.rmtree(tmp_path / "cache")
+    (bucket / "checkpoints" / "9").mkdir()
+    (bucket / "checkpoints" / "9" / "partial").write_text("cut short")
+    run(config(6), "gs://bucket/run")
+    steps = [json.loads(line)["step"] for line in (bucket / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]                       # resumed at 4: each step once
+    listed = json.loads((bucket / MANIFEST).read_text())["files"]
+    kept = sorted({name.split("/")[1] for name in listed if name.startswith("checkpoints/")})
+    assert kept == ["4", "6"] and not (bucket / "checkpoints" / "2" / "state" / "_METADATA").exists()
+    assert (bucket / "checkpoints" / "9" / "partial").exists()   # not the mirror's: left alone
+
+    model = export("gs://bucket/run", "gs://bucket/model")
+    assert model == "gs://bucket/model" and (root / "model" / "task.json").exists()
+    assert load("gs://bucket/model").task.model_config.hidden_size == 32
+    with pytest.raises(FileExistsError, match="gs://bucket/model exists"):
+        export("gs://bucket/run", "gs://bucket/model")
+
+
+def test_a_bucket_folder_that_is_not_a_mirrored_run_is_refused(fake_bucket):
+    from rofjax.checkpoint.run import RunFolder
+
+    root, _ = fake_bucket
+    (root / "other").mkdir()
+    (root / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="gs://bucket/other holds files but no rofjax-mirror.json"):
+        RunFolder("gs://bucket/other").open()

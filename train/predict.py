@@ -57,7 +57,7 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
     from rofjax.parallel.mesh import mesh_from_config, replicated, rules_from_config, sharding_context
     from rofjax.training.tasks import build_task
 
-    run = RunFolder(workdir)
+    run = RunFolder(workdir).fetch()                       # a run in a bucket: its local copy, brought up to date
     spec = get_dataset(config.data.dataset)
     if spec.writer is None:
         raise app.UsageError(f"dataset {spec.name!r} has no prediction file format.", exitcode=2)
@@ -80,6 +80,9 @@ def predict(config, workdir: str, input_path: str | None = None, checkpoint: str
     out = os.path.join(run.workdir, f"{spec.name}_predict.json")
     spec.write_predictions(out, records, predictions, spec.labels(spec.folder(data_dir, config.seed)))
     print(f"predicted {len(records)} records of {origin} with the parameters in {source}", file=sys.stderr)
+    kept = run.publish(out)
+    if kept != out:
+        print(f"copied to {kept}", file=sys.stderr)
     return out
 
 

@@ -308,9 +308,23 @@ class RunFolder:
 
     def __init__(self, workdir: str | os.PathLike, *, keep: int = 2, best_metric: str | None = None,
                  best_mode: str = "max"):
-        self.workdir = local_path(workdir, "--workdir")
+        self._mirror = None
+        if is_remote(workdir):
+            # A bucket: the run lives in a local folder mirrored there (`rofjax.checkpoint.mirror`).
+            from rofjax.checkpoint.mirror import BucketMirror, staging_folder
+
+            url = os.fspath(workdir)
+            self.workdir = staging_folder(url, remote_cache_root())
+            self._mirror = BucketMirror(url, self.workdir)
+        else:
+            self.workdir = local_path(workdir, "--workdir")
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
         self._manager = self._best = self._lock_handle = None
+
+    @property
+    def location(self) -> str:
+        """Where the run is kept: the bucket URL of a mirrored run, else its folder."""
+        return self._mirror.url if self._mirror is not None else self.workdir
 
     # Paths --------------------------------------------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -332,10 +346,46 @@ class RunFolder:
             raise FileExistsError(f"--workdir {self.workdir} is a file, not a folder.")
         os.makedirs(self.workdir, exist_ok=True)
         self._lock()
+        if self._mirror is not None:
+            if jax.process_count() > 1:
+                raise ValueError(f"--workdir {self._mirror.url}: a run mirrored to a bucket is written by one "
+                                 f"process; with {jax.process_count()} processes use a folder they all see (a "
+                                 f"mounted bucket: gcsfuse, s3fs; or a shared file system).")
+            self._mirror.pull()
         for name in (CHECKPOINTS, BEST):
             _check_writable(self.path(name))
         self._open_managers()
         return self
+
+    def fetch(self) -> RunFolder:
+        """For reading a run kept in a bucket (prediction): bring its local copy up to date. Nothing for a local run."""
+        if self._mirror is not None:
+            os.makedirs(self.workdir, exist_ok=True)
+            self._lock()
+            try:
+                self._mirror.pull()
+            finally:
+                self._unlock()
+        return self
+
+    def publish(self, path: str) -> str:
+        """Copy a file written into the run folder (a prediction file) to the bucket of a mirrored run; returns where
+        it is kept."""
+        if self._mirror is None:
+            return path
+        self._mirror.upload(path)
+        return f"{self._mirror.url}/{os.path.relpath(path, self.workdir)}"
+
+    def _push(self) -> None:
+        """A mirrored run: the completed saves and the logs so far, to the bucket (the caller has waited for the
+        asynchronous save)."""
+        if self._mirror is not None and jax.process_index() == 0:
+            self._mirror.push()
+
+    def _unlock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()               # releases the lock
+            self._lock_handle = None
 
     def _lock(self) -> None:
         """An exclusive lock on `.lock` held while the run lives: the kernel drops it when the process dies, so a
@@ -444,7 +494,9 @@ class RunFolder:
         import grain
 
         _check_writable(self.path(CHECKPOINTS))
-
+        if self._mirror is not None:
+            self._manager.wait_until_finished()     # the previous save is complete: mirror it before the next
+            self._push()
         self._manager.save(step, args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.PyTreeSave(state), DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
             CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), force=force)
@@ -469,18 +521,20 @@ class RunFolder:
     def wait(self) -> None:
         if self._manager is not None:
             self._manager.wait_until_finished()
+            self._push()
 
     def close(self) -> None:
         try:
+            opened = self._manager is not None
             for manager in (self._manager, self._best):
                 if manager is not None:
                     manager.wait_until_finished()
                     manager.close()
+            if opened:
+                self._push()
         finally:
             self._manager = self._best = None
-            if self._lock_handle is not None:
-                self._lock_handle.close()               # releases the lock
-                self._lock_handle = None
+            self._unlock()
 
     def eval_row(self, step: int) -> dict | None:
         """The evaluation logged at `step`, if any (a finished run rerun reports it instead of evaluating again)."""
