@@ -64,6 +64,10 @@ class RunLockedError(RuntimeError):
     """Another live process holds the run folder."""
 
 
+class DiskFullError(OSError):
+    """A checkpoint would not fit in the space left where it is written."""
+
+
 def save_params(directory: str | os.PathLike, params, config: ModelConfig | None = None, *,
                 overwrite: bool = False) -> str:
     """Write `params` (boxed or not, sharded or not) under `directory/params`, and the config beside it."""
@@ -494,6 +498,7 @@ class RunFolder:
         import grain
 
         _check_writable(self.path(CHECKPOINTS))
+        _check_free_space(self.path(CHECKPOINTS), _bytes_written(state))
         if self._mirror is not None:
             self._manager.wait_until_finished()     # the previous save is complete: mirror it before the next
             self._push()
@@ -699,6 +704,29 @@ def _check_writable(folder: str) -> None:
         os.remove(probe)
     except OSError as error:
         raise PermissionError(f"cannot write checkpoints to {folder}: {error.strerror or error}.") from None
+
+
+# Room kept free beyond the arrays themselves: orbax's metadata, the data iterator and the file system's own needs.
+_SAVE_HEADROOM = 64 << 20
+
+
+def _bytes_written(tree) -> int:
+    """About what this process writes to checkpoint `tree`: its share of every array."""
+    total = sum(int(getattr(leaf, "nbytes", 0) or 0) for leaf in jax.tree_util.tree_leaves(tree))
+    return total // max(1, jax.process_count())
+
+
+def _check_free_space(folder: str, needed: int) -> None:
+    """Refuse a save that cannot fit, before anything is written: an asynchronous write that runs out of space
+    fails in the background, and is only reported at the next save or at the end of the run."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed + _SAVE_HEADROOM:
+        raise DiskFullError(f"not enough space to checkpoint into {folder}: a save needs about "
+                            f"{(needed + _SAVE_HEADROOM) / 2**20:,.0f} MiB and {free / 2**20:,.0f} MiB are free. Free "
+                            f"some space (or lower train.keep_checkpoints) and rerun: the run resumes from its last "
+                            f"checkpoint.")
 
 
 def load_encoder(path: str, params: dict) -> dict:

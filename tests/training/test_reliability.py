@@ -72,6 +72,21 @@ def test_an_unwritable_checkpoint_folder_is_named_before_training(tmp_path):
         RunFolder(tmp_path, best_metric="accuracy").open()
 
 
+def test_a_save_that_cannot_fit_stops_before_writing_and_the_rerun_resumes(tmp_path, finished_run, monkeypatch):
+    from rofjax.checkpoint.run import DiskFullError
+
+    workdir = finished_run(tmp_path / "run")                               # checkpoints at steps 2 and 4
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=8 << 20))
+    with pytest.raises(DiskFullError, match=r"not enough space to checkpoint into .*checkpoints: a save needs about "
+                                            r"\d+ MiB and 8 MiB are free"):
+        run(tiny(6), str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]       # nothing half-written
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    run(tiny(6), str(workdir))
+    assert _steps(workdir / "metrics.jsonl") == [1, 2, 3, 4, 5, 6]
+
+
 def test_logs_keep_each_step_once_in_order(tmp_path):
     path = tmp_path / "metrics.jsonl"
     rows = [1, 2, 3, 1, 2, 3, 4, 5]
