@@ -52,7 +52,12 @@ def resolve_model(model: str | os.PathLike) -> str:
     except ImportError as error:
         raise ExportError(f"{path} is not a local folder; fetching it from the hub needs huggingface_hub "
                           f"(pip install huggingface_hub).") from error
-    return snapshot_download(repo_id=path)
+    try:
+        return snapshot_download(repo_id=path)
+    except Exception as error:        # huggingface_hub's own: offline and not cached, no such repository, no access
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ExportError(f"{path}: not a local folder, and the Hugging Face hub could not give it "
+                          f"({type(error).__name__}: {first[:300]}).") from None
 
 
 def pipeline(task: str, model: str | os.PathLike | LoadedModel, *, batch_size: int = 16,

@@ -110,6 +110,27 @@ def test_pipeline_refuses_what_it_cannot_do(ner_model, tmp_path):
         rofjax.pipeline("ner", model_dir)(["fine", 3])
 
 
+def test_a_hub_id_is_fetched_through_huggingface_hub_and_its_cache(ner_model, tmp_path, monkeypatch):
+    """No network here: huggingface_hub runs offline on a cache laid out as a download leaves it (refs/main →
+    snapshots/<commit>/), which is where `snapshot_download` finds a model it fetched before."""
+    import shutil
+
+    pytest.importorskip("huggingface_hub")
+    _, model_dir = ner_model
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--ner-tiny"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    from_hub = rofjax.pipeline("ner", "someone/ner-tiny")
+    assert from_hub(TEXTS[:2]) == rofjax.pipeline("ner", model_dir)(TEXTS[:2])
+    with pytest.raises(ExportError, match="someone/absent: not a local folder, and the Hugging Face hub could not"):
+        rofjax.pipeline("ner", "someone/absent")
+
+
 def test_damaged_exports_are_reported_by_file_and_tensor(ner_model, tmp_path):
     import shutil
 

@@ -329,11 +329,6 @@ class RunFolder:
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
         self._manager = self._best = self._lock_handle = None
 
-    @property
-    def location(self) -> str:
-        """Where the run is kept: the bucket URL of a mirrored run, else its folder."""
-        return self._mirror.url if self._mirror is not None else self.workdir
-
     # Paths --------------------------------------------------------------------------------------------------------
     def path(self, name: str) -> str:
         return os.path.join(self.workdir, name)
