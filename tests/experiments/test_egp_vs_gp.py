@@ -3,8 +3,6 @@
 import json
 import os
 
-import pytest
-
 from rofjax.experiments.egp_vs_gp import VARIANTS, eval_curve, head_parameters, value_at
 
 
@@ -25,9 +23,6 @@ def test_eval_curve_keeps_the_last_row_of_each_step(tmp_path):
     assert value_at(curve, 60) == 0.25 and value_at(curve, 50) == 0.1 and value_at(curve, 151) != value_at(curve, 151)
 
 
-# Two short runs of the real training loop on 8 simulated devices compile about 90 programs (~40 s on 2 cores):
-# under -m slow, with the heads' parameter counts and the curve reading above in the default run.
-@pytest.mark.slow
 def test_egp_vs_gp_smoke_writes_one_row_per_head_and_resumes(tmp_path):
     import matplotlib.image
 

@@ -74,9 +74,6 @@ def test_a_diverged_seed_is_counted_and_left_out_of_the_mean(tmp_path, monkeypat
     assert diverged[0]["metrics"]["diverged_at"] == 7
 
 
-# Two short runs of the real training loop on 8 simulated devices, each compiling its own step (~30 s on 2 busy
-# cores): under -m slow, with the grid, the run configs and the table from made-up runs above in the default run.
-@pytest.mark.slow
 def test_gau_warmup_smoke_writes_one_row_per_variant_and_resumes(tmp_path):
     import matplotlib.image
 

@@ -86,9 +86,6 @@ def test_a_diverged_pretraining_is_counted_and_not_fine_tuned(tmp_path, monkeypa
     assert os.path.exists(os.path.join(tmp_path, "norms_transfer.png"))
 
 
-# A pre-training and a fine-tuning by the real training loop on 8 simulated devices (~35 s on 2 busy cores): under
-# -m slow, with the run configs and the table from made-up runs above in the default run.
-@pytest.mark.slow
 def test_norms_smoke_writes_one_row_per_variant_and_resumes(tmp_path):
     import matplotlib.image
 
