@@ -415,10 +415,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in PROGRAMS:
         return run_program(argv[0], argv[1:])
+    from rofjax.checkpoint.mirror import MirrorError
+
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, ImportError) as error:
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, ImportError, MirrorError) as error:
         if getattr(args, "traceback", False):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -10,11 +10,12 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADir
 
 def report_user_errors(fn):
     """Run `fn()`; an error a user can fix ends the program with one `error:` line and exit code 2."""
+    from rofjax.checkpoint.mirror import MirrorError
     from rofjax.checkpoint.run import CheckpointWriteError, DiskFullError, RunLockedError
 
     try:
         return fn()
-    except (*USER_ERRORS, RunLockedError, DiskFullError, CheckpointWriteError) as error:
+    except (*USER_ERRORS, RunLockedError, DiskFullError, CheckpointWriteError, MirrorError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -27,6 +27,10 @@ _LOCAL_ONLY = (".lock", STATE)
 _IN_PROGRESS = (".tmp", ".orbax-checkpoint-tmp", ".write-test-", ".partial-")
 
 
+class MirrorError(OSError):
+    """The bucket could not be read or written (credentials, network, a missing gcsfs/s3fs)."""
+
+
 def staging_folder(url: str, cache_root: str) -> str:
     """The local folder that stands for the bucket folder `url` on this machine."""
     name = url.rstrip("/").rsplit("/", 1)[-1] or "run"
@@ -158,4 +162,4 @@ class BucketMirror:
         except Exception as error:
             where = f"{self.url}/{name}" if name else self.url
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise OSError(f"could not {verb} {where}: {type(error).__name__}: {first}") from None
+            raise MirrorError(f"could not {verb} {where}: {type(error).__name__}: {first}") from None
