@@ -78,6 +78,10 @@ def save_weights(path: str, params) -> None:
 
     flat = {name: np.ascontiguousarray(np.asarray(value)) for name, value in flatten(params).items()}
     save_file(flat, path, metadata={"format": "rofjax", "separator": SEPARATOR})
+    # safetensors creates the file readable by its owner only; a model folder is meant to be shared like the rest.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def load_weights(path: str) -> dict:

@@ -11,7 +11,7 @@
 | `ner` | `[{"type", "text", "start", "end", "score"}]` (character offsets, end exclusive; score: the span's logit) |
 | `classification` | `{"label", "score", "scores"}` (softmax probabilities); a text pair as a `(text, pair)` tuple |
 | `relations` | `[{"subject", "predicate", "object"}]` |
-| `events` | `[{"type", "trigger", "trigger_start", "arguments": [{"role", "text", "start", "end"}]}]` |
+| `events` | `[{"type", "trigger", "trigger_start", "arguments": [{"role", "text", "start", "end"}]}]` (trigger None when the event's clique has none) |
 
 Texts longer than the model's window are read in overlapping windows, as in evaluation. Each window goes into the
 batch of its length bucket (the next power of two, at least 16, at most the model's `max_length`), so each bucket
@@ -89,13 +89,19 @@ class Pipeline:
         return f"Pipeline({self.task_name!r}, {self.loaded.info.get('source')!r})"
 
     def __call__(self, inputs):
-        single = isinstance(inputs, (str, tuple))
+        pairs = self.task_name == "classification"
+        expected = "a string, (text, pair) tuple or a list of them" if pairs else "a string or a list of strings"
+        single = isinstance(inputs, str) or (pairs and isinstance(inputs, tuple))
+        if not single and not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"pipeline input: expected {expected}; got {type(inputs).__name__}.")
         items = [inputs] if single else list(inputs)
         for index, item in enumerate(items):
-            text = item[0] if isinstance(item, tuple) else item
-            if not isinstance(text, str):
-                raise TypeError(f"pipeline input {index}: expected a string (or a (text, pair) tuple for "
-                                f"classification); got {type(item).__name__}.")
+            good = isinstance(item, str) or (pairs and isinstance(item, tuple) and len(item) == 2
+                                             and all(isinstance(text, str) for text in item))
+            if not good:
+                raise TypeError(f"pipeline input {index}: expected "
+                                f"{'a string or a (text, pair) tuple of strings' if pairs else 'a string'}; got "
+                                f"{type(item).__name__}" + (f" {item!r}" if isinstance(item, tuple) else "") + ".")
         results = getattr(self, f"_{self.task_name}")(items)
         return results[0] if single else results
 

@@ -70,6 +70,8 @@ def test_export_writes_a_self_contained_folder(ner_model):
     for name in want:
         np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)
     assert not any(name.endswith(".tmp") or ".tmp-" in name for name in os.listdir(os.path.dirname(model_dir)))
+    modes = {name: os.stat(os.path.join(model_dir, name)).st_mode & 0o777 for name in os.listdir(model_dir)}
+    assert len(set(modes.values())) == 1, modes                          # the weights are shared like the rest
 
 
 def test_ner_pipeline_gives_entities_with_text_offsets_and_scores(ner_model):
@@ -106,8 +108,13 @@ def test_pipeline_refuses_what_it_cannot_do(ner_model, tmp_path):
         rofjax.pipeline("summarise", model_dir)
     with pytest.raises(ExportError, match="no such model folder"):
         rofjax.pipeline("ner", str(tmp_path / "nothing/here"))
-    with pytest.raises(TypeError, match="input 1"):
-        rofjax.pipeline("ner", model_dir)(["fine", 3])
+    ner = rofjax.pipeline("ner", model_dir)
+    with pytest.raises(TypeError, match="input 1: expected a string; got int"):
+        ner(["fine", 3])
+    for wrong, name in (({"text": "李鹏"}, "dict"), (123, "int"), (None, "NoneType"), (b"abc", "bytes")):
+        with pytest.raises(TypeError, match=f"pipeline input: expected a string or a list of strings; got {name}"):
+            ner(wrong)
+    assert len(ner(("李鹏在北京", "美国"))) == 2                 # a tuple of texts is a sequence of texts for NER
 
 
 def test_a_hub_id_is_fetched_through_huggingface_hub_and_its_cache(ner_model, tmp_path, monkeypatch):

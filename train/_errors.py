@@ -94,6 +94,9 @@ def parse_flags(argv):
         sys.exit(2 if stop.code == 1 else stop.code)
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         # ml_collections' message for an unknown key arrives quoted, with escaped quotes and newlines.
-        message = str(error.args[0] if error.args else error).replace("\\n", " ").replace("\\'", "").strip("'")
+        message = str(error.args[0] if error.args else error).replace("\\'", "").strip("'")
+        key, _, hint = message.replace("\\n", "\n").partition("\n")
+        message = f"no key {key.strip(chr(39))}. {hint.strip()}" if hint.startswith("Did you mean") else \
+            " ".join(message.replace("\\n", " ").split())
         print(f"error: bad --config override: {message}", file=sys.stderr)
         sys.exit(2)

@@ -66,7 +66,9 @@ def test_misspelt_override_names_the_key(tmp_path):
     out = subprocess.run([sys.executable, "-m", "train.finetune", "--config", "configs/demo.py",
                           f"--workdir={tmp_path}", "--config.optim.lrr=1"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
-    assert out.returncode != 0 and "lrr" in out.stderr
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == 'error: bad --config override: no key lrr. Did you mean "lr" ' \
+        'instead of "lrr"?'
 
 
 # A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes every write past it fail as a full disk would, inside
