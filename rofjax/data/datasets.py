@@ -309,7 +309,12 @@ def jsonl_ner(name: str, types: Sequence[str] | None = None, *, train: str = "tr
     from rofjax.data.readers import jsonl
 
     def read(path: str, folder: str):
-        return jsonl.read_ner(path, types, labelled=os.path.basename(path) != test)
+        allowed = types
+        train_file = os.path.join(folder, train) if folder else None
+        if allowed is None and train_file and os.path.exists(train_file) and \
+                os.path.abspath(path) != os.path.abspath(train_file):
+            allowed = jsonl.entity_types(train_file)     # a type the model never learnt would just score zero
+        return jsonl.read_ner(path, allowed, labelled=os.path.basename(path) != test)
 
     def labels(folder: str) -> list[str]:
         if types is not None:

@@ -71,6 +71,14 @@ def test_jsonl_ner_is_chosen_from_a_config_alone(tmp_path):
     example = task.encode(spec.split("train", str(data))[0])
     assert int((example["span_labels"].sum(-1) > 0).sum()) == 3       # all three entities on token boundaries
 
+    # A dev entity of a type the training file never uses is named, not silently scored as a miss.
+    other = tmp_path / "other"
+    other.mkdir()
+    _write(other / "train.jsonl", lines)
+    _write(other / "dev.jsonl", [lines[0], {"text": "李鹏在北京", "entities": [["ALIEN", 0, 2]]}])
+    with pytest.raises(DataFormatError, match=r"dev.jsonl:2: .*ALIEN"):
+        spec.split("validation", str(other))
+
 
 def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):
     _write(tmp_path / "train.jsonl", [{"text": "好", "label": "好评"}, {"text": "差", "label": "差评"},

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rofjax.data.builders.local import build_once, empty_split
+from rofjax.data.builders.local import PreparedHere, build_once, empty_split
 from rofjax.data.readers import clue
 
 _TEXT = tfds.features.Text()
@@ -36,7 +36,7 @@ FEATURES = {
 }
 
 
-class Clue(tfds.core.GeneratorBasedBuilder):
+class Clue(PreparedHere, tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "The 11 CLUE tasks of the RoFormerV2 / GAU-α tables, from local files."}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=task, description=f"CLUE {task}") for task in clue.TASKS]

@@ -24,6 +24,40 @@ import tensorflow_datasets as tfds
 from rofjax.data.readers.jsonl import DataFormatError
 
 
+class PreparedHere:
+    """For a tfds builder of data already on this machine. tfds announces every build as "Downloading and preparing
+    dataset Unknown size (download: Unknown size, ...)", and warns "Using custom data configuration: LocalConfig(...
+    <function ...>)" for a config made at run time; neither says anything true here. The build is announced by
+    what it prepares and where instead."""
+
+    def __init__(self, *args, **kwargs):
+        _drop_tfds_config_warning()
+        super().__init__(*args, **kwargs)
+
+    def _dataset_name(self) -> str:
+        config = self.builder_config
+        return config.name if config is not None and config.name != "default" else self.name
+
+    def _log_download_bytes(self) -> None:
+        print(f"preparing the {self._dataset_name()} dataset in {self.data_dir}", flush=True)
+
+    def _log_download_done(self) -> None:
+        print(f"prepared the {self._dataset_name()} dataset; later runs reuse it", flush=True)
+
+
+class _DropCustomConfigWarning:
+    def filter(self, record) -> bool:
+        return not (record.msg == "Using custom data configuration: %s" and "tensorflow_datasets" in record.pathname)
+
+
+def _drop_tfds_config_warning() -> None:
+    import logging
+
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropCustomConfigWarning) for f in logger.filters):
+        logger.addFilter(_DropCustomConfigWarning())
+
+
 @dataclasses.dataclass(eq=False)
 class LocalConfig(tfds.core.BuilderConfig):
     """`read(split)` yields the records of "train", "validation" or "test"; `splits` are those that exist;
@@ -34,7 +68,7 @@ class LocalConfig(tfds.core.BuilderConfig):
     files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-class LocalRecords(tfds.core.GeneratorBasedBuilder):
+class LocalRecords(PreparedHere, tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Records of a local dataset, one JSON text per example."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the dataset's folder as config.data.data_dir."

