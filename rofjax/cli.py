@@ -77,20 +77,6 @@ def _transformers_reference(folder, config, ids, segments):
 OPTIONAL_GROUPS = ("mlm", "pooler")
 
 
-def _last_line(error: BaseException) -> str:
-    """The innermost cause's last line: orbax and tensorstore wrap the useful message (a short read, a bad
-    manifest) in exceptions whose own text is a multi-line dump of the store's spec."""
-    seen = {id(error)}
-    while True:
-        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-        if inner is None or id(inner) in seen:
-            break
-        seen.add(id(inner))
-        error = inner
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[-1] if lines else '(no message)'}"
-
-
 def _model_shapes(config) -> dict[str, tuple[int, ...]]:
     import jax
     import jax.numpy as jnp
@@ -169,7 +155,9 @@ def _read_source(args):
     except (CheckpointMismatchError, FileNotFoundError, KeyError, ImportError):
         raise
     except Exception as error:
-        raise ValueError(f"cannot read {args.source} checkpoint {source}: {_last_line(error)}") from error
+        from rofjax.checkpoint.run import innermost_message
+
+        raise ValueError(f"cannot read {args.source} checkpoint {source}: {innermost_message(error)}") from error
 
 
 def _write(args, params, config, folder: str) -> None:

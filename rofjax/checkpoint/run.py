@@ -100,6 +100,20 @@ def load_model_config(directory: str | os.PathLike) -> ModelConfig:
     return ModelConfig.from_json(os.path.join(directory, CONFIG_FILE))     # names the missing file
 
 
+def innermost_message(error: BaseException) -> str:
+    """The innermost cause's last line: orbax and tensorstore wrap the useful message (a short read, a bad
+    manifest) in exceptions whose own text is a multi-line dump of the store's spec."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else '(no message)'}"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__
@@ -259,6 +273,16 @@ def restore_params(directory: str | os.PathLike, *, target=None, shardings=None,
     names the parameter.
     """
     path, key = _locate(readable_path(directory, "checkpoint"), step)
+    _quiet_orbax_tracebacks()
+    try:
+        return _restore(path, key, target, shardings)
+    except (CheckpointMismatchError, FileNotFoundError):
+        raise
+    except Exception as error:                     # a damaged file: orbax and tensorstore errors vary
+        raise ValueError(f"checkpoint {path} could not be read ({innermost_message(error)[:300]}).") from None
+
+
+def _restore(path: str, key: str | None, target, shardings):
     with ocp.PyTreeCheckpointer() as checkpointer:
         stored = _metadata_tree(checkpointer, path)
         if key is not None:
@@ -728,13 +752,18 @@ def _check_writable(folder: str) -> None:
 class _OneLineOrbaxErrors:
     """Orbax logs a failed background write once per thread, each with its full traceback (hundreds of lines for
     one full disk); the run reports the failure itself (`CheckpointWriteError`), so those log records keep their
-    first line only."""
+    first line only. Its warning that a step's `state/` has no `_CHECKPOINT_METADATA` (that file sits one folder
+    up, where the manager wrote it) is dropped: reading a step's parameters alone is how export and prediction work."""
 
     def filter(self, record) -> bool:
-        if record.levelno >= 40 and f"{os.sep}orbax{os.sep}" in (record.pathname or ""):
+        if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+            return True
+        if record.levelno >= 40:
             text = record.getMessage().strip()
             record.msg, record.args = (text.splitlines() or [""])[0][:300], ()
             record.exc_info = record.exc_text = record.stack_info = None
+        elif str(record.msg).startswith("Metadata file does not exist"):
+            return False
         return True
 
 

@@ -53,7 +53,10 @@ def validate_config(config) -> None:
               ("train.max_consecutive_skips", train.max_consecutive_skips >= 1, "≥ 1"),
               ("eval.every", eval_.every >= -1, "≥ -1 (-1: every epoch, 0: at the end)"),
               ("eval.examples", eval_.examples >= 0, "≥ 0"),
-              ("eval.best_mode", eval_.best_mode in ("max", "min"), "'max' or 'min'")]
+              ("eval.best_mode", eval_.best_mode in ("max", "min"), "'max' or 'min'"),
+              # [CLS] + one token + [SEP]: a shorter window holds no text at all.
+              ("data.max_length", config.data.max_length >= 3, "≥ 3"),
+              ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)")]
     for key, ok, expected in checks:
         if not ok:
             value = config[key.split(".")[0]][key.split(".")[1]]
@@ -201,6 +204,8 @@ def run(config, workdir: str) -> dict:
             state = TrainState.from_saved(state)
             print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
         else:
+            # A fresh start, with a fresh iterator: a damaged checkpoint may have moved it before failing to restore.
+            iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed)
             state = trainer.init_state(config.seed, batch_size)
             if train.init_checkpoint and abstract.frozen is None:
                 state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
@@ -256,12 +261,15 @@ def run(config, workdir: str) -> dict:
             metrics = jax.device_get(metrics)
             if not bool(metrics["finite"]):
                 if train.nonfinite != "skip":
-                    raise NonFiniteLossError(f"non-finite loss ({float(metrics['loss'])}) at step {step}; the "
-                                             f"update was not saved. Lower optim.lr or set train.nonfinite='skip'.")
+                    raise NonFiniteLossError(f"non-finite loss or gradient at step {step} (loss "
+                                             f"{float(metrics['loss'])}, gradient norm {float(metrics['grad_norm'])});"
+                                             f" the update was not saved. Lower optim.lr or set "
+                                             f"train.nonfinite='skip'.")
                 skipped["total"] += 1
                 skipped["in_a_row"] += 1
                 if skipped["in_a_row"] >= train.max_consecutive_skips:
                     raise NonFiniteLossError(f"{skipped['in_a_row']} updates in a row skipped for a non-finite loss "
+                                             f"or gradient "
                                              f"(step {step}; {skipped['total']} in all); lower optim.lr. The last "
                                              f"checkpoint holds the parameters before them.")
             else:

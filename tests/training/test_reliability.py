@@ -56,6 +56,15 @@ def test_values_no_run_can_use_are_refused_first(key, value, expected):
         validate_config(config)
 
 
+@pytest.mark.parametrize("section,key,value,expected", [("data", "max_length", 0, "≥ 3"),
+                                                        ("optim", "lr", -1.0, "≥ 0")])
+def test_sizes_and_rates_no_run_can_use_are_refused_first(section, key, value, expected):
+    config = tiny()
+    config[section][key] = value
+    with pytest.raises(ValueError, match=f"config.{section}.{key}=.*expected {expected}"):
+        validate_config(config)
+
+
 def test_a_second_run_on_one_folder_is_refused_naming_the_holder(tmp_path):
     first = RunFolder(tmp_path, best_metric="accuracy").open()
     try:
@@ -110,6 +119,36 @@ def test_damaged_latest_step_is_moved_aside_and_the_one_before_restored(tmp_path
     # A finished run, rerun, reports its evaluation without logging it again.
     assert run(tiny(6), str(workdir)) == result
     assert _steps(workdir / "eval_metrics.jsonl") == [6]                  # step 4's was after the restored step
+
+
+def test_when_every_checkpoint_is_damaged_the_run_starts_afresh_exactly(tmp_path, finished_run):
+    workdir = finished_run(tmp_path / "run")
+    fresh = [json.loads(line)["loss"] for line in open(workdir / "metrics.jsonl", encoding="utf-8")]
+    for step in ("2", "4"):
+        for root, _, names in os.walk(workdir / "checkpoints" / step / "state"):
+            for name in names:
+                if os.path.getsize(os.path.join(root, name)) > 64:
+                    with open(os.path.join(root, name), "r+b") as f:
+                        f.truncate(16)
+    with pytest.warns(UserWarning, match="could not be restored"):
+        run(tiny(4), str(workdir))
+    again = [json.loads(line)["loss"] for line in open(workdir / "metrics.jsonl", encoding="utf-8")]
+    assert again == fresh                   # the data from its first batch, not from where a damaged step left it
+
+
+def test_damaged_best_parameters_are_named_when_exported_or_predicted(tmp_path, finished_run):
+    from rofjax.cli import main
+
+    workdir = finished_run(tmp_path / "run")
+    for root, _, names in os.walk(workdir / "best"):
+        for name in names:
+            if "ocdbt" in root and os.path.getsize(os.path.join(root, name)) > 64:
+                with open(os.path.join(root, name), "r+b") as f:
+                    f.truncate(16)
+    with pytest.raises(ValueError, match=r"checkpoint .*best/4/state could not be read \(.*\)"):
+        RunFolder(workdir).restore_params()
+    assert main(["export", str(workdir), str(tmp_path / "model")]) == 2
+    assert not (tmp_path / "model").exists()
 
 
 def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path, finished_run):
