@@ -8,8 +8,30 @@ from absl import app
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
 
+def _drop_abandoned_orbax_reads() -> None:
+    """A restore refused midway (a checkpoint of another model) or a failed save leaves orbax's pending coroutines
+    to the garbage collector, and tensorstore's callbacks to find orbax's event loop closed; Python prints each of
+    them as a traceback (hundreds of lines around the one error that matters). Those two kinds are dropped."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_orbax_reads", False):
+        return
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+            return
+        if unraisable.object is None and isinstance(unraisable.exc_value, RuntimeError) \
+                and str(unraisable.exc_value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.drops_orbax_reads = True
+    sys.unraisablehook = hook
+
+
 def report_user_errors(fn):
     """Run `fn()`; an error a user can fix ends the program with one `error:` line and exit code 2."""
+    _drop_abandoned_orbax_reads()
     from rofjax.checkpoint.mirror import MirrorError
     from rofjax.checkpoint.run import CheckpointWriteError, DiskFullError, RunLockedError
 

@@ -551,11 +551,15 @@ class RunFolder:
             model_config.to_json(tmp)
             os.replace(tmp, self.path(CONFIG_FILE))
 
-    def save_best(self, step: int, params, config, metrics: dict) -> None:
-        """Keep `params` under best/ when `metrics[best_metric]` is the best so far."""
+    def check_best_metric(self, metrics: dict) -> None:
         if self.best_metric not in metrics:
             raise KeyError(f"config.eval.best_metric={self.best_metric!r} is not among the evaluation metrics "
-                           f"{sorted(metrics)}.")
+                           f"{sorted(metrics)}; the checkpoints are kept, and a rerun with one of these evaluates "
+                           f"again.")
+
+    def save_best(self, step: int, params, config, metrics: dict) -> None:
+        """Keep `params` under best/ when `metrics[best_metric]` is the best so far."""
+        self.check_best_metric(metrics)
         self._best.save(step, args=ocp.args.Composite(**{
             STATE_ITEM: ocp.args.PyTreeSave({PARAMS_ITEM: params}),
             CONFIG_ITEM: ocp.args.JsonSave(_config_json(config))}), metrics=metrics)

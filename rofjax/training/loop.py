@@ -240,6 +240,7 @@ def run(config, workdir: str) -> dict:
             result = evaluate(trainer, task, state.full_params(ema=ema), eval_records, config)
             if skipped["total"]:
                 result["skipped_updates"] = skipped["total"]
+            folder.check_best_metric(result)            # before the row is logged, so that a rerun evaluates again
             reporter.eval_row(current_step, result)
             finite = all(np.isfinite(v) for v in result.values() if isinstance(v, (int, float)))
             # Parameters right after a skipped (non-finite) update, or scoring non-finite, are never kept as best.

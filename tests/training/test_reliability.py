@@ -136,6 +136,16 @@ def test_when_every_checkpoint_is_damaged_the_run_starts_afresh_exactly(tmp_path
     assert again == fresh                   # the data from its first batch, not from where a damaged step left it
 
 
+def test_an_unknown_best_metric_stops_before_its_row_so_the_fixed_rerun_evaluates(tmp_path):
+    wrong = tiny(2)
+    wrong.eval.best_metric = "f1_nope"
+    with pytest.raises(KeyError, match="best_metric='f1_nope' is not among the evaluation metrics"):
+        run(wrong, str(tmp_path))
+    assert not os.path.exists(tmp_path / "eval_metrics.jsonl") or _steps(tmp_path / "eval_metrics.jsonl") == []
+    result = run(tiny(2), str(tmp_path))
+    assert "accuracy" in result and sorted(os.listdir(tmp_path / "best")) == ["2"]
+
+
 def test_damaged_best_parameters_are_named_when_exported_or_predicted(tmp_path, finished_run):
     from rofjax.cli import main
 
