@@ -366,13 +366,19 @@ class RunFolder:
         return self.path(EVAL_METRICS)
 
     # Writing (training) ---------------------------------------------------------------------------------------
-    def open(self) -> RunFolder:
-        """Take the folder for this run: lock it against a second run, check it can be written, open the
-        checkpoint managers."""
+    def claim(self) -> RunFolder:
+        """Lock the folder against a second run (`open` does it too; a run claims first to refuse at once)."""
         if os.path.exists(self.workdir) and not os.path.isdir(self.workdir):
             raise FileExistsError(f"--workdir {self.workdir} is a file, not a folder.")
         os.makedirs(self.workdir, exist_ok=True)
-        self._lock()
+        if self._lock_handle is None:
+            self._lock()
+        return self
+
+    def open(self) -> RunFolder:
+        """Take the folder for this run: lock it against a second run, check it can be written, open the
+        checkpoint managers."""
+        self.claim()
         if self._mirror is not None:
             if jax.process_count() > 1:
                 raise ValueError(f"--workdir {self._mirror.url}: a run mirrored to a bucket is written by one "

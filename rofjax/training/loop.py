@@ -174,30 +174,36 @@ def run(config, workdir: str) -> dict:
     if config.get("lst") and not config.train.init_checkpoint:
         raise ValueError(f"config.lst={config.lst!r} trains a side network on a frozen backbone: set "
                          f"config.train.init_checkpoint to the backbone's checkpoint.")
-    mesh = mesh_from_config(config)
-    check_batch_fits_mesh(config, mesh)
+    # The run folder is claimed first, so that a second run on it is refused before any work.
+    folder = RunFolder(workdir, keep=train.keep_checkpoints, best_metric=config.eval.best_metric,
+                       best_mode=config.eval.best_mode).claim()
+    try:
+        mesh = mesh_from_config(config)
+        check_batch_fits_mesh(config, mesh)
 
-    # Data and task.
-    spec = get_dataset(data.dataset)
-    task = build_task(config)
-    train_records = spec.split("train", data.data_dir, config.seed)
-    eval_records = spec.split("validation", data.data_dir, config.seed)
-    if task.expands_records:
-        train_records = [example for record in train_records for example in task.expand(record)]
-    iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed)
+        # Data and task.
+        spec = get_dataset(data.dataset)
+        task = build_task(config)
+        train_records = spec.split("train", data.data_dir, config.seed)
+        eval_records = spec.split("validation", data.data_dir, config.seed)
+        if task.expands_records:
+            train_records = [example for record in train_records for example in task.expand(record)]
+        iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed)
 
-    steps_per_epoch = max(1, -(-len(train_records) // batch_size))
-    total = int(train.total_steps) if train.total_steps > 0 else int(train.epochs * steps_per_epoch)
-    if total <= 0:
-        raise ValueError("config.train.total_steps or config.train.epochs must be positive.")
-    eval_every = steps_per_epoch if config.eval.every < 0 else config.eval.every
-    trainer = build_trainer(config, task, mesh, total)
+        steps_per_epoch = max(1, -(-len(train_records) // batch_size))
+        total = int(train.total_steps) if train.total_steps > 0 else int(train.epochs * steps_per_epoch)
+        if total <= 0:
+            raise ValueError("config.train.total_steps or config.train.epochs must be positive.")
+        eval_every = steps_per_epoch if config.eval.every < 0 else config.eval.every
+        trainer = build_trainer(config, task, mesh, total)
+    except BaseException:
+        folder.close()
+        raise
 
     # State: resumed from the run folder, or fresh (optionally with a pre-trained encoder).
-    folder = RunFolder(workdir, keep=train.keep_checkpoints, best_metric=config.eval.best_metric,
-                       best_mode=config.eval.best_mode).open()
     reporter, previous = None, signal.getsignal(signal.SIGTERM)
     try:
+        folder.open()
         abstract = trainer.abstract_state(batch_size)
         state = folder.restore(abstract.checkpointed(), iterator)
         if state is not None:

@@ -75,6 +75,27 @@ def test_a_second_run_on_one_folder_is_refused_naming_the_holder(tmp_path):
     RunFolder(tmp_path, best_metric="accuracy").open().close()        # released when the holder ends
 
 
+def test_a_run_on_a_folder_in_use_is_refused_before_any_work(tmp_path, monkeypatch):
+    import rofjax.training.loop as loop
+
+    def no_data(name):
+        raise AssertionError("the data was read before the lock")
+
+    holder = RunFolder(tmp_path, best_metric="accuracy").open()
+    try:
+        monkeypatch.setattr(loop, "get_dataset", no_data)
+        with pytest.raises(RunLockedError, match="is in use by pid"):
+            run(tiny(2), str(tmp_path))
+    finally:
+        holder.close()
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="nosuch"):           # a failure after the claim releases the folder
+        bad = tiny(2)
+        bad.data.dataset = "nosuch"
+        run(bad, str(tmp_path))
+    RunFolder(tmp_path, best_metric="accuracy").open().close()
+
+
 def test_an_unwritable_checkpoint_folder_is_named_before_training(tmp_path):
     (tmp_path / "checkpoints").write_text("not a folder")
     with pytest.raises(PermissionError, match="cannot write checkpoints to .*checkpoints"):
