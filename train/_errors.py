@@ -41,6 +41,15 @@ def report_user_errors(fn):
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        if "RESOURCE_EXHAUSTED" not in first:
+            raise
+        # The device (or host) cannot hold this step: a size to change, not a bug to trace.
+        print(f"error: out of memory: {first[:300].rstrip('.')}. Lower train.batch_size or data.max_length, or use "
+              f"model.remat_policy / more devices (rofjax compile --topology … says what fits before a run).",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 def bundled_configs() -> str:

@@ -221,3 +221,23 @@ def test_user_errors_end_in_one_line_and_exit_code_2(capsys):
     with pytest.raises(SystemExit) as exit_:
         report_user_errors(fail)
     assert exit_.value.code == 2 and capsys.readouterr().err == "error: /data/x.jsonl not found.\n"
+
+
+def test_out_of_memory_is_one_line_with_what_to_change(capsys):
+    from train._errors import report_user_errors
+
+    class XlaRuntimeError(RuntimeError):
+        pass
+
+    def step():
+        raise XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 15364301478848 bytes.\nmore detail")
+
+    with pytest.raises(SystemExit) as stop:
+        report_user_errors(step)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("error: out of memory: RESOURCE_EXHAUSTED: Out of memory allocating "
+                                       "15364301478848 bytes. Lower train.batch_size or data.max_length, or use "
+                                       "model.remat_policy / more devices (rofjax compile --topology … says what "
+                                       "fits before a run).\n")
+    with pytest.raises(ZeroDivisionError):                      # anything else is still a traceback: a bug
+        report_user_errors(lambda: 1 / 0)
