@@ -485,7 +485,12 @@ class RunFolder:
                 continue
             self.truncate_logs(step)
             return restored[STATE_ITEM]
-        # No checkpoint committed (a run killed before its first save): start over, dropping what it logged.
+        # No checkpoint committed (a run killed before its first save), or none readable: start over, dropping what
+        # was logged.
+        if os.path.isdir(self.path(CHECKPOINTS)) and any(name.startswith("unreadable-")
+                                                         for name in os.listdir(self.path(CHECKPOINTS))):
+            warnings.warn(f"no checkpoint in {self.path(CHECKPOINTS)} could be restored; the run starts again from "
+                          f"step 0.", stacklevel=2)
         self.truncate_logs(0)
         return None
 

@@ -306,7 +306,7 @@ def run(config, workdir: str) -> dict:
             folder.save(step, state.checkpointed(), iterator, config, force=True)
         folder.wait()
         if skipped["total"]:
-            print(f"warning: {skipped['total']} of {total} updates were skipped for a non-finite loss "
+            print(f"warning: {skipped['total']} of {total} updates were skipped for a non-finite loss or gradient "
                   f"(train.nonfinite='skip').", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)

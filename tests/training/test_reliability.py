@@ -151,8 +151,9 @@ def test_when_every_checkpoint_is_damaged_the_run_starts_afresh_exactly(tmp_path
                 if os.path.getsize(os.path.join(root, name)) > 64:
                     with open(os.path.join(root, name), "r+b") as f:
                         f.truncate(16)
-    with pytest.warns(UserWarning, match="could not be restored"):
+    with pytest.warns(UserWarning, match="could not be restored") as caught:
         run(tiny(4), str(workdir))
+    assert any("the run starts again from step 0" in str(w.message) for w in caught)
     again = [json.loads(line)["loss"] for line in open(workdir / "metrics.jsonl", encoding="utf-8")]
     assert again == fresh                   # the data from its first batch, not from where a damaged step left it
 
