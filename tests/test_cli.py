@@ -165,6 +165,7 @@ def test_programs_run_from_any_folder_with_their_flags_in_help(tmp_path):
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0, help_text.stderr[-2000:]
     assert "--workdir" in help_text.stdout and "ie/peoples_daily_ner" in help_text.stdout
+    assert "pretrain/tiny_mlm" not in help_text.stdout          # only the configs finetune runs are offered
     wrong = subprocess.run([sys.executable, "-m", "rofjax.cli", "pretrain", "--config", "ie/peoples_daily_ner",
                             "--workdir", str(tmp_path / "w")], cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)

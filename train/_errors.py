@@ -86,14 +86,16 @@ def bundled_config_names() -> list[str]:
     return sorted(names)
 
 
-def describe_program(usage: str, flag_names) -> None:
-    """What `--help` prints for the running program: `usage`, where the bundled configs are and their names, and
-    the flags of `flag_names` (absl lists only the main module's own flags; these live in shared modules)."""
+def describe_program(usage: str, flag_names, *, configs=lambda name: True) -> None:
+    """What `--help` prints for the running program: `usage`, where the bundled configs are and the names of those
+    it runs (`configs(name)`), and the flags of `flag_names` (absl lists only the main module's own flags; these
+    live in shared modules)."""
     from absl import flags
 
     main = sys.modules["__main__"]
+    names = [name for name in bundled_config_names() if configs(name)]
     main.__doc__ = (f"{usage}\n\n--config takes a config file, or a bundled config by name (in {bundled_configs()}):"
-                    f"\n  {', '.join(bundled_config_names())}\nOverride any key with --config.<section>.<key>=value.")
+                    f"\n  {', '.join(names)}\nOverride any key with --config.<section>.<key>=value.")
     for name in flag_names:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 

@@ -42,5 +42,7 @@ def main(program: str):
         "Fine-tuning (classification, CLUE, NER, relations, events; any config whose task is not mlm)"
     describe_program(f"{what}: rofjax {program} --config CONFIG --workdir DIR [--config.key=value ...]\n"
                      f"(also python -m train.{program} ...). Rerunning with the same --workdir resumes.",
-                     ("config", "workdir"))
+                     ("config", "workdir"),
+                     configs=(lambda name: name.startswith("pretrain/")) if program == "pretrain" else
+                     (lambda name: not name.startswith(("pretrain/", "experiments/"))))
     app.run(_run, flags_parser=parse_flags)

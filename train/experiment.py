@@ -42,5 +42,6 @@ def main(argv):
 
 if __name__ == "__main__":
     describe_program("Claim-testing experiments (tables of mean ± std over seeds, PNG figures): rofjax experiment "
-                     "--config experiments/NAME --workdir DIR [--config.smoke=True]", ("config", "workdir"))
+                     "--config experiments/NAME --workdir DIR [--config.smoke=True]", ("config", "workdir"),
+                     configs=lambda name: name.startswith("experiments/"))
     app.run(main, flags_parser=parse_flags)
