@@ -344,6 +344,9 @@ class MultiHeadAttention(nn.Module):
 
         dropout_active = self.dropout_rate > 0 and not deterministic
         fusable = self.use_fused_softmax and self.normalization == "softmax" and key_size == self.head_size
+        # Asking for the `intermediates` collection asks for the attention weights, which only the explicit path
+        # forms; the fused kernels compute the same output without them.
+        fusable = fusable and not self.is_mutable_collection("intermediates")
         kernel = fused_implementation(self.implementation, q.dtype) if fusable else None
         padding_only = doc_ids is not None or mask is None or jnp.ndim(mask) == 2
         out = None

@@ -76,7 +76,7 @@ def test_attention_normalize_rejects_bad_arguments():
         attention_normalize(jnp.zeros((2, 3, 4)), jnp.ones((1, 1, 3, 4), bool), "softmax")
 
 
-def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=False):
+def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=False, weights_too=False):
     p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in params["params"].items()}
     x = x.astype(np.float64)
     def heads_of(name):                                  # bert4keras: Dense(heads·size), reshape head-major
@@ -91,7 +91,8 @@ def _reference_mha(params, x, mask, method, *, heads, head_size, rotary_value=Fa
     logits = np.einsum("bmhd,bnhd->bhmn", q, k) / math.sqrt(head_size)
     weights = ref.normalize(logits, mask[:, None, None, :], method)
     o = np.einsum("bhmn,bnhd->bmhd", weights, v)
-    return o.reshape(o.shape[:2] + (-1,)) @ p["o_dense"]["kernel"] + p["o_dense"]["bias"]
+    out = o.reshape(o.shape[:2] + (-1,)) @ p["o_dense"]["kernel"] + p["o_dense"]["bias"]
+    return (out, weights) if weights_too else out
 
 
 @pytest.mark.parametrize("method,fused,rotary_value", [
@@ -120,6 +121,25 @@ def test_fused_and_explicit_softmax_paths_agree_under_jit(rng):
     a = jax.jit(fused.apply)(params, x, mask)
     b = explicit.apply(params, x, mask)
     np.testing.assert_allclose(np.asarray(a)[mask], np.asarray(b)[mask], atol=1e-5)
+
+
+def test_asking_for_intermediates_records_the_weights_of_the_fused_path(rng):
+    """The fused softmax never forms the weights; asking for `intermediates` takes the explicit path, which records
+    them, and gives the same output."""
+    x = rng.normal(size=(2, 7, 12)).astype(np.float32)
+    mask = _random_key_mask(rng, 2, 7)
+    module = MultiHeadAttention(num_heads=2, head_size=6)
+    params = ref.randomize(module.init(jax.random.key(0), x, mask), rng, scale=0.4)
+    plain = np.asarray(module.apply(params, x, mask))
+    out, state = module.apply(params, x, mask, mutable=["intermediates"])
+    (weights,) = state["intermediates"]["attention_weights"]
+    expected_out, expected_weights = _reference_mha(params, x, mask, "softmax", heads=2, head_size=6,
+                                                    weights_too=True)
+    assert weights.shape == (2, 2, 7, 7)
+    by_query = lambda w: np.asarray(w).transpose(0, 2, 1, 3)[mask]         # valid query rows: [n, heads, keys]
+    np.testing.assert_allclose(by_query(weights), by_query(expected_weights), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out)[mask], expected_out[mask], atol=5e-5, rtol=5e-5)
+    np.testing.assert_allclose(np.asarray(out)[mask], plain[mask], atol=1e-5)
 
 
 def test_probe_defect_softmax_cannot_tell_positions_on_constant_input(rng):
