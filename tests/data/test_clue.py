@@ -209,3 +209,17 @@ def test_concurrent_builds_of_one_dataset_agree(tmp_path):
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], [err[-1000:] for _, err in outputs]
     assert [out.split()[-1] for out, _ in outputs] == ["50", "50", "50"]
+
+
+def test_clue_format_data_can_stop_at_a_few_examples_per_split(tmp_path):
+    from rofjax.data.clue_snownlp import write_clue_snownlp
+
+    whole = write_clue_snownlp(tmp_path / "whole", "tnews")
+    few = write_clue_snownlp(tmp_path / "few", "tnews", limit=20)
+    for name in ("train", "dev", "test"):
+        whole_lines = open(f"{whole}/{name}.json", encoding="utf-8").read().splitlines()
+        few_lines = open(f"{few}/{name}.json", encoding="utf-8").read().splitlines()
+        assert len(whole_lines) > 20 and few_lines == whole_lines[:20]     # the same examples, the first 20
+    assert list(clue.read_split("tnews", clue.require_folder("tnews", few)["train"]))
+    with pytest.raises(ValueError, match="limit is supported for"):
+        write_clue_snownlp(tmp_path / "c3", "c3", limit=5)
