@@ -113,3 +113,13 @@ def test_flat_config_spellings_are_aliases_of_the_sections():
     assert config.data.max_length == 77 and config.model.preset == "gau_alpha_tiny" and config.total_steps == 5
     with pytest.raises(AttributeError, match="max_lenght"):
         config.data.max_lenght = 1
+
+
+def test_dataset_preparation_names_a_home_folder_as_tilde(monkeypatch):
+    from rofjax.data.builders.local import _home_as_tilde
+
+    monkeypatch.setenv("HOME", "/home/ada")
+    assert _home_as_tilde("/home/ada/.cache/rofjax/datasets/x/1.0.0") == "~/.cache/rofjax/datasets/x/1.0.0"
+    assert _home_as_tilde("/home/ada") == "~"
+    assert _home_as_tilde("/home/adam/data") == "/home/adam/data"      # another folder that only starts alike
+    assert _home_as_tilde("/srv/data") == "/srv/data"

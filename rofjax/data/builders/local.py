@@ -39,10 +39,16 @@ class PreparedHere:
         return config.name if config is not None and config.name != "default" else self.name
 
     def _log_download_bytes(self) -> None:
-        print(f"preparing the {self._dataset_name()} dataset in {self.data_dir}", flush=True)
+        print(f"preparing the {self._dataset_name()} dataset in {_home_as_tilde(self.data_dir)}", flush=True)
 
     def _log_download_done(self) -> None:
         print(f"prepared the {self._dataset_name()} dataset; later runs reuse it", flush=True)
+
+
+def _home_as_tilde(path) -> str:
+    """`~/…` for a path in the home folder: as the user would type it, and the same in every account's logs."""
+    path, home = os.fspath(path), os.path.expanduser("~")
+    return "~" + path[len(home):] if home not in ("", "/") and (path + "/").startswith(home + "/") else path
 
 
 class _DropCustomConfigWarning:
