@@ -12,6 +12,10 @@ every set it returns is a clique. This module finds them with Bron–Kerbosch (T
 which avoids the recursion's repeated work; `tests/decode/test_events.py` checks both against each other on
 random graphs and `benchmarks/decode_events.py` times them.
 
+`extract_events_steps` returns the decode's intermediate steps (the candidate arguments and their logits, the
+head and tail links between them, the cliques per event type) with the events, for showing how a result came
+about; `extract_events` is that function's `events`.
+
 When an untrained model over-predicts, `max_arguments_per_class` (16) and `max_arguments` (64) keep the
 highest-scoring candidates, the clique search stops after `max_search_steps`, and the decode notes each cap that
 triggered in `report`. (A DuEE sentence has a handful of arguments; the caps only bind on garbage.)
@@ -123,6 +127,30 @@ def _candidates(argu_logits, labels, threshold, max_per_class, max_total, report
     return sorted({(*labels[c], int(h), int(t)) for c, h, t in zip(classes, heads, tails)})
 
 
+@dataclasses.dataclass
+class EventSteps:
+    """What `extract_events` computes on its way to the events of one sequence (`extract_events_steps`).
+
+    `arguments`: the candidates kept, sorted `(event_type, role, h, t)`; `scores`: their logits; `head_linked`,
+    `tail_linked`: `[k, k]` bool, whether arguments i and j are joined by a head–head / tail–tail link above the
+    threshold (the diagonal is not used); `cliques`: per event type, the maximal cliques of `linked` restricted to
+    that type, as indices into `arguments`; `events`: what `extract_events` returns (the cliques as arguments,
+    without trigger when `require_trigger`, without subsets).
+    """
+
+    arguments: list[tuple[str, str, int, int]]
+    scores: np.ndarray
+    head_linked: np.ndarray
+    tail_linked: np.ndarray
+    cliques: dict[str, list[list[int]]]
+    events: list[tuple[tuple[str, str, int, int], ...]]
+
+    @property
+    def linked(self) -> np.ndarray:
+        """Arguments linked in both head and tail: the graph whose cliques are events."""
+        return self.head_linked & self.tail_linked
+
+
 def extract_events(argu_logits, head_logits, tail_logits, labels: Sequence[tuple[str, str]], *,
                    threshold: float = 0.0, require_trigger: bool = False, trigger_role: str = TRIGGER_ROLE,
                    max_arguments_per_class: int | None = 16, max_arguments: int | None = 64,
@@ -134,6 +162,18 @@ def extract_events(argu_logits, head_logits, tail_logits, labels: Sequence[tuple
     `(event_type, role)` of each argument class. Events that are subsets of another event of the same type are
     removed; with `require_trigger`, events without a `trigger_role` argument are dropped first.
     """
+    return extract_events_steps(argu_logits, head_logits, tail_logits, labels, threshold=threshold,
+                                require_trigger=require_trigger, trigger_role=trigger_role,
+                                max_arguments_per_class=max_arguments_per_class, max_arguments=max_arguments,
+                                max_search_steps=max_search_steps, report=report).events
+
+
+def extract_events_steps(argu_logits, head_logits, tail_logits, labels: Sequence[tuple[str, str]], *,
+                         threshold: float = 0.0, require_trigger: bool = False, trigger_role: str = TRIGGER_ROLE,
+                         max_arguments_per_class: int | None = 16, max_arguments: int | None = 64,
+                         max_search_steps: int | None = 100_000,
+                         report: DecodeReport | None = None) -> EventSteps:
+    """`extract_events` (same arguments), returning its intermediate steps with the events (`EventSteps`)."""
     argu_logits = np.asarray(argu_logits)
     head_logits, tail_logits = np.asarray(head_logits), np.asarray(tail_logits)
     if head_logits.ndim == 3:
@@ -150,21 +190,26 @@ def extract_events(argu_logits, head_logits, tail_logits, labels: Sequence[tuple
     report = report if report is not None else DecodeReport()
     argus = _candidates(argu_logits, labels, threshold, max_arguments_per_class, max_arguments, report)
     if not argus:
-        return []
+        empty = np.zeros((0, 0), bool)
+        return EventSteps([], np.zeros(0, argu_logits.dtype), empty, empty.copy(), {}, [])
+    index = {tuple(label): i for i, label in enumerate(labels)}
     h = np.array([a[2] for a in argus])
     t = np.array([a[3] for a in argus])
-    linked = (head_logits[np.minimum.outer(h, h), np.maximum.outer(h, h)] > threshold) & \
-             (tail_logits[np.minimum.outer(t, t), np.maximum.outer(t, t)] > threshold)
+    scores = argu_logits[[index[a[:2]] for a in argus], h, t]
+    head_linked = head_logits[np.minimum.outer(h, h), np.maximum.outer(h, h)] > threshold
+    tail_linked = tail_logits[np.minimum.outer(t, t), np.maximum.outer(t, t)] > threshold
+    linked = head_linked & tail_linked
 
-    events = []
+    events, cliques = [], {}
     types = np.array([a[0] for a in argus], dtype=object)
     for event_type in sorted(set(types.tolist())):
         members = np.flatnonzero(types == event_type)
-        for clique in maximal_cliques(linked[np.ix_(members, members)], max_search_steps, report):
-            events.append(tuple(argus[members[i]] for i in clique))
+        found = maximal_cliques(linked[np.ix_(members, members)], max_search_steps, report)
+        cliques[event_type] = [[int(members[i]) for i in clique] for clique in found]
+        events.extend(tuple(argus[i] for i in clique) for clique in cliques[event_type])
     if require_trigger:
         events = [e for e in events if any(a[1] == trigger_role for a in e)]
-    return remove_subsets(events)
+    return EventSteps(argus, scores, head_linked, tail_linked, cliques, remove_subsets(events))
 
 
 def remove_subsets(events):

@@ -151,3 +151,48 @@ def test_dense_garbage_stays_bounded():
     start = time.perf_counter()
     extract_events(argu, head, tail, labels, report=report)
     assert time.perf_counter() - start < 20 and report.capped
+
+
+def test_steps_show_the_arguments_links_and_cliques_behind_the_events():
+    from rofjax.decode.events import extract_events_steps
+
+    text = "主要成员程杰、王绍伟被法院一审判处有期徒刑22年和20年。"
+    labels = [("司法行为-入狱", "触发词"), ("司法行为-入狱", "入狱者"), ("司法行为-入狱", "刑期"), ("其他", "甲")]
+    span = {w: (text.index(w) + 1, text.index(w) + len(w)) for w in ("有期徒刑", "程杰", "王绍伟", "22年", "20年")}
+    trigger, cheng, wang = (0, *span["有期徒刑"]), (1, *span["程杰"]), (1, *span["王绍伟"])
+    years22, years20 = (2, *span["22年"]), (2, *span["20年"])
+    edges = [(trigger, cheng), (trigger, years22), (cheng, years22), (trigger, wang), (trigger, years20),
+             (wang, years20)]
+    argu, head, tail = _logits(len(text) + 2, labels, [trigger, cheng, wang, years22, years20], edges)
+    head[cheng[1], wang[1]] = POS                       # a head link alone joins nothing
+    steps = extract_events_steps(argu, head, tail, labels)
+    names = [text[h - 1:t] for _, _, h, t in steps.arguments]
+    assert steps.arguments == sorted((*labels[c], h, t) for c, h, t in (trigger, cheng, wang, years22, years20))
+    np.testing.assert_array_equal(steps.scores, POS)
+    i, j = names.index("程杰"), names.index("王绍伟")
+    assert steps.head_linked[i, j] and not steps.tail_linked[i, j] and not steps.linked[i, j]
+    assert list(steps.cliques) == ["司法行为-入狱"]
+    assert sorted(sorted(names[k] for k in c) for c in steps.cliques["司法行为-入狱"]) == [
+        sorted(["有期徒刑", "王绍伟", "20年"]), sorted(["有期徒刑", "程杰", "22年"])]
+    assert steps.events == extract_events(argu, head, tail, labels)
+    assert len(steps.events) == 2
+
+    nothing = extract_events_steps(np.full_like(argu, NEG), head, tail, labels)
+    assert nothing.arguments == [] and nothing.events == [] and nothing.linked.shape == (0, 0)
+
+
+def test_steps_give_the_decoders_events_on_random_logits():
+    from rofjax.decode.events import extract_events_steps
+
+    rng = np.random.default_rng(3)
+    labels = [(f"类型{k}", role) for k in range(2) for role in ("触发词", "甲", "乙")]
+    for _ in range(20):
+        n = int(rng.integers(4, 12))
+        argu = np.where(np.triu(np.ones((n, n), bool)), rng.normal(-1.5, 1.5, size=(len(labels), n, n)), -np.inf)
+        head, tail = rng.normal(0.3, 1.0, size=(2, n, n))
+        steps = extract_events_steps(argu, head, tail, labels, require_trigger=True)
+        assert steps.events == ref.extract_events(argu, head, tail, labels, trigger=True)
+        for event_type, cliques in steps.cliques.items():
+            for clique in cliques:
+                assert all(steps.arguments[k][0] == event_type for k in clique)
+                assert all(steps.linked[a, b] for a in clique for b in clique if a != b)
