@@ -15,7 +15,14 @@ import time
 
 import numpy as np
 
-from rofjax.experiments.report import Runs, format_mean_std, markdown_table, resolved_settings, write_results
+from rofjax.experiments.report import (
+    Runs,
+    file_figure,
+    format_mean_std,
+    markdown_table,
+    resolved_settings,
+    write_results,
+)
 
 CLAIM = ("GAU-α (two GAU layers in place of each attention + FFN pair of RoFormerV2) has no speed advantage at short "
          "lengths, but beyond 512 tokens it trains faster than RoFormerV2 and in less memory, the more so the "
@@ -182,12 +189,7 @@ def run(config, workdir: str, log=print) -> str:
 
 
 def _plot(path, lengths, families, values, chunked):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (left, right) = file_figure(1, 2, figsize=(10, 4))
     for family in families:
         times = [values(family, n, "ms_per_step") for n in lengths]
         left.errorbar(lengths, [np.mean(t) for t in times],
@@ -208,4 +210,3 @@ def _plot(path, lengths, families, values, chunked):
     figure.suptitle("GAU-α vs RoFormerV2: training step across lengths")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)

@@ -24,6 +24,7 @@ import numpy as np
 
 from rofjax.experiments.report import (
     Runs,
+    file_figure,
     format_mean_std,
     markdown_table,
     mean_std,
@@ -284,14 +285,11 @@ def _num(value: float, signed: bool = False) -> str:
 def _plot(path: str, settings: dict, variants, results) -> None:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     blocks = list(dict.fromkeys(v[0] for v in variants))
     depths = sorted({v[1] for v in variants})
-    figure, axes = plt.subplots(len(blocks), len(depths), figsize=(4.2 * len(depths), 3.4 * len(blocks)),
-                                squeeze=False, sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axes = file_figure(len(blocks), len(depths), figsize=(4.2 * len(depths), 3.4 * len(blocks)),
+                               squeeze=False, sharey=True)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     finite_values = [value for rows in results.values() for row in rows for _, value in row["curves"]["loss"]
                      if math.isfinite(value)]
     for (row, block), (column, layers) in ((r, c) for r in enumerate(blocks) for c in enumerate(depths)):
@@ -318,5 +316,4 @@ def _plot(path: str, settings: dict, variants, results) -> None:
         axes[0][0].set_ylim(low - 0.1, high + 0.1)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 

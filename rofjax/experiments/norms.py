@@ -29,6 +29,7 @@ import numpy as np
 
 from rofjax.experiments.report import (
     Runs,
+    file_figure,
     format_mean_std,
     markdown_table,
     mean_std,
@@ -319,12 +320,7 @@ def _findings(settings: dict, variants, tasks, values, results) -> list[str]:
 
 
 def _plot_transfer(path: str, settings: dict, variants, metrics, values, results) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, (left, right) = file_figure(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(variants))
     for index, variant in enumerate(variants):
         means = [_mean(values(variant, metric)) * 100 for metric, _ in metrics]
@@ -355,4 +351,3 @@ def _plot_transfer(path: str, settings: dict, variants, metrics, values, results
     right.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -129,19 +129,26 @@ def write_results(workdir: str, *, title: str, claim: str, settings: dict, secti
     return path
 
 
+def file_figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """`(figure, axes)` as `plt.subplots` gives them, for a figure that is only saved to a file. It is made without
+    pyplot, so the process's backend is neither switched nor needed: a notebook that runs an experiment in its own
+    kernel keeps drawing inline."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=kwargs.pop("figsize", None))
+    return figure, figure.subplots(nrows, ncols, **kwargs)
+
+
 def plot_curves(path: str, series: dict[str, Sequence[dict]], *, curve: str, xlabel: str, ylabel: str, title: str,
                 logy: bool = False, ylim=None, styles: dict[str, dict] | None = None) -> str:
     """One line per entry of `series` (label → rows of that variant, one per seed): the mean over seeds of the
     curve named `curve` (each row's `curves[curve]` is `[[step, value], ...]`), with a band of ± one std.
     `styles`: matplotlib line keywords per label (colour, linestyle); otherwise up to 20 distinct colours."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    palette = plt.get_cmap("tab10" if len(series) <= 10 else "tab20").colors
+    figure, axis = file_figure(figsize=(7, 4.5))
+    palette = matplotlib.colormaps["tab10" if len(series) <= 10 else "tab20"].colors
     for index, (label, rows) in enumerate(series.items()):
         curves = [np.asarray(row["curves"][curve], dtype=float) for row in rows if row["curves"].get(curve)]
         if not curves:
@@ -166,5 +173,4 @@ def plot_curves(path: str, series: dict[str, Sequence[dict]], *, curve: str, xla
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path

@@ -32,6 +32,7 @@ import numpy as np
 
 from rofjax.experiments.report import (
     Runs,
+    file_figure,
     format_mean_std,
     markdown_table,
     mean_std,
@@ -245,12 +246,7 @@ def trainer(settings: dict):
 def plot_reliability(path: str, series: dict[str, list[dict]], panels: list[tuple[str, str]]) -> str:
     """One panel per (curve, title): empirical frequency vs mean predicted probability per bin, the seeds pooled,
     error bars ± one std of the per-seed frequencies; the diagonal is perfect calibration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    figure, axes = file_figure(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
     for axis, (curve, title) in zip(axes[0], panels):
         axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
         for label, rows in series.items():
@@ -277,7 +273,6 @@ def plot_reliability(path: str, series: dict[str, list[dict]], panels: list[tupl
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
