@@ -94,13 +94,16 @@ def output_texts(nb):
 def machine_specific(nb, extra: tuple[str, ...] = ()) -> list[str]:
     """What in `nb`'s outputs names the machine that ran it: absolute paths and the host's name."""
     home = os.path.expanduser("~")
-    words = {str(ROOT), str(HERE), home, tempfile.gettempdir() + "/", sys.prefix, socket.gethostname(), *extra}
+    words = {str(ROOT), str(HERE), home, tempfile.gettempdir() + "/", sys.prefix, *extra}
     words = {w for w in words if w and w not in ("/", ".")}
+    host = socket.gethostname()
     found = []
     for index, text in output_texts(nb):
         for word in sorted(words):
             if word in text:
                 found.append(f"cell {index}: {word!r}")
+        if host and re.search(rf"(?<![\w.-]){re.escape(host)}(?![\w-])", text):      # the whole name only
+            found.append(f"cell {index}: {host!r}")
         for match in re.finditer(r"(?<![\w.:/])/(?:home|Users|tmp|work|root|content|private|var/folders)/\S*", text):
             found.append(f"cell {index}: {match.group(0)!r}")
     return found
