@@ -11,8 +11,10 @@ alike; the medians are compared against the first baseline.
 Sections:
   step     rofjax variants vs PyTorch eager (and `torch.compile` on GPU); ms/step, tokens/s, MFU, peak memory
   trainer  RoFormerV2 base through the real `Trainer` and `MaskedLMTask` (packed-document masks, gathered head), one
-           row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout, and rbg:
-           train.dropout_prng=unsafe_rbg)
+           row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout, no_dropout
+           (every dropout rate 0: what the masks cost), rbg: train.dropout_prng=unsafe_rbg, docsN: at most N packed
+           documents per row (N=1: unpacked rows, plain padding lengths), triton: XLA's Triton GEMM fusions back on
+           (rofjax turns them off on a GPU), cmdbuf: every command-buffer kind XLA uses by default)
   long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
   compile  compile time of 24 vs 2 scanned layers
 
@@ -31,6 +33,7 @@ Variants of the rofjax step (names joined by `+`; each computes the same loss):
   fused_dropout               attention dropout inside the cuDNN kernel; no_attn_dropout: attention dropout 0
   scan / unrolled             layers under `nn.scan` or not (default unrolled: scanned layers cost 1.5× the step
                               on an H100); rbg: the `unsafe_rbg` PRNG for dropout masks
+  triton                      XLA's Triton GEMM fusions on (rofjax's GPU default has them off)
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile", help="write a device trace of one rofjax run to this folder")
     parser.add_argument("--profile-variant", default="trainer:scan",
                         help="the run traced: a step variant, or trainer:NAME for a Trainer run")
+    parser.add_argument("--dump-hlo", help="write XLA's optimised HLO of the --profile-variant run's step here "
+                        "(isolated runs only)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="run every JAX run in a child process, so that one that aborts the process loses only "
                              "its own row (default on GPU)")
@@ -101,7 +106,7 @@ def configure(args):
     # Set before jax/torch are imported.
     if args.device == "cpu":
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}"
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true".strip()
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
         os.environ["JAX_PLATFORMS"] = "cpu"
     else:
@@ -177,7 +182,7 @@ def variant_config(args, variant):
 
     parts = set(variant.split("+"))
     known = {"all_logits", "masked_logits", "xla", "cudnn", "gather", "one_hot", "fused_dropout", "no_attn_dropout",
-             "scan", "unrolled", "rbg", "auto"}
+             "scan", "unrolled", "rbg", "auto", "triton"}
     if parts - known:
         raise SystemExit(f"unknown variant part(s) {sorted(parts - known)} in {variant!r}; known: {sorted(known)}")
     values = dict(args.shape, dtype=args.dtype,
@@ -209,6 +214,7 @@ def jax_runner(args, ids, segments, labels, variant):
     from rofjax.losses import masked_lm_crossentropy
     from rofjax.models import Encoder
     from rofjax.nn.embedding import gather_positions
+    from rofjax.training.state import default_compiler_options
 
     config, parts = variant_config(args, variant)
     model = Encoder(config)
@@ -238,7 +244,9 @@ def jax_runner(args, ids, segments, labels, variant):
         updates, state = optimizer.update(grads, state, p)
         return optax.apply_updates(p, updates), state, rng, loss
 
-    compiled = jax.jit(train_step, donate_argnums=(0, 1)).lower(params, opt_state, key).compile()
+    options = {**default_compiler_options(jax.default_backend(), config), **trainer_compiler_options(variant)}
+    compiled = jax.jit(train_step, donate_argnums=(0, 1),
+                       compiler_options=options or None).lower(params, opt_state, key).compile()
     reserved = compiled_bytes(compiled)
     carry = {"params": params, "opt": opt_state, "rng": key}
 
@@ -314,7 +322,7 @@ def child_command(args, section, *extra):
     return command
 
 
-def run_child(command):
+def run_child(command, env=None):
     """Run `command` (which writes --json at the end), echoing its output; (results, None) or (None, why it died)."""
     import collections
     import subprocess
@@ -324,7 +332,7 @@ def run_child(command):
         out = os.path.join(folder, "child.json")
         tail = collections.deque(maxlen=40)
         with subprocess.Popen([*command, "--json", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, bufsize=1) as child:
+                              text=True, bufsize=1, env=env) as child:
             for line in child.stdout:
                 if not line.startswith("    @"):          # the frames of an abort's stack trace
                     sys.stderr.write(line)
@@ -435,8 +443,9 @@ def section_step(args, results):
 def trainer_overrides(variant):
     """Model-config overrides of a Trainer run named like `unrolled+no_attn_dropout`."""
     parts = set(variant.split("+"))
-    known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout", "rbg"}
-    if parts - known:
+    known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout", "no_dropout", "rbg", "triton",
+             "cmdbuf"}
+    if parts - {p for p in parts if p.startswith("docs") and p[4:].isdigit()} - known:
         raise SystemExit(f"unknown trainer variant part(s) {sorted(parts - known)} in {variant!r}; "
                          f"known: {sorted(known)}")
     if {"scan", "unrolled"} <= parts:
@@ -444,9 +453,38 @@ def trainer_overrides(variant):
     overrides = {"scan_layers": "scan" in parts, "fused_attention_dropout": "fused_dropout" in parts}
     if "xla" in parts or "cudnn" in parts:
         overrides["attention_implementation"] = "xla" if "xla" in parts else "cudnn"
-    if "no_attn_dropout" in parts:
+    if "no_attn_dropout" in parts or "no_dropout" in parts:
         overrides["attention_dropout_rate"] = 0.0
+    if "no_dropout" in parts:
+        overrides["dropout_rate"] = 0.0
     return overrides
+
+
+def trainer_compiler_options(variant):
+    """Compiler options a variant adds to the library's defaults: `triton` turns XLA's Triton GEMMs back on,
+    `cmdbuf` gives XLA its default command buffers back."""
+    parts = variant.split("+")
+    options = {}
+    if "triton" in parts:
+        options["xla_gpu_enable_triton_gemm"] = True
+    if "cmdbuf" in parts:
+        options["xla_gpu_enable_command_buffer"] = "FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN"
+    return options
+
+
+def documents_of(variant, default=32):
+    """The `docsN` part of a variant (packed documents per row), else `default`."""
+    found = [int(p[4:]) for p in variant.split("+") if p.startswith("docs") and p[4:].isdigit()]
+    return found[0] if found else default
+
+
+def trainer_env(dump_hlo=None):
+    """The environment of a child process that dumps XLA's optimised HLO of the train step into `dump_hlo`
+    (XLA flags must be set before JAX starts); None: inherit this one."""
+    if not dump_hlo:
+        return None
+    flags = [f"--xla_dump_to={dump_hlo}", "--xla_dump_hlo_as_text", "--xla_dump_hlo_module_re=.*step.*"]
+    return {**os.environ, "XLA_FLAGS": " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()}
 
 
 def trainer_stepper(trainer, state, batch):
@@ -468,9 +506,11 @@ def section_trainer(args, results):
     variants = [v for v in args.trainer_variants.split(",") if v]
     if args.isolate and len(variants) > 1:
         for variant in variants:
+            dump = args.dump_hlo if args.profile_variant == f"trainer:{variant}" else None
             child, why = run_child(child_command(args, "trainer", "--trainer-variants", variant,
                                                  "--profile-variant", args.profile_variant,
-                                                 *(["--profile", args.profile] if args.profile else [])))
+                                                 *(["--profile", args.profile] if args.profile else [])),
+                                   env=trainer_env(dump))
             if child is not None and "trainer" not in child:
                 why = child.get("failures", {}).get("trainer", "no result")
                 child = None
@@ -496,11 +536,15 @@ def section_trainer(args, results):
                          "snownlp_char.txt")
     for variant in variants:
         config = get_preset("roformer_v2_chinese_char_base", dtype=args.dtype, **trainer_overrides(variant))
-        task = MaskedLMTask(config, Tokenizer(vocab), max_length=args.length)
+        task = MaskedLMTask(config, Tokenizer(vocab), max_length=args.length, max_documents=documents_of(variant))
         mesh = create_mesh()
         prng = "unsafe_rbg" if "rbg" in variant.split("+") else "threefry"
-        trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh, dropout_prng=prng)
+        trainer = Trainer(task, optax.adamw(1e-4, weight_decay=0.01), mesh, dropout_prng=prng,
+                          compiler_options=trainer_compiler_options(variant))
+        start = time.perf_counter()
         state = trainer.init_state(0, args.batch)
+        jax.block_until_ready(state)
+        init_s = time.perf_counter() - start
         rng = np.random.default_rng(0)
         batch = task.init_batch(args.batch)
         batch["input_ids"] = rng.integers(5, config.vocab_size, size=batch["input_ids"].shape).astype(np.int32)
@@ -524,13 +568,13 @@ def section_trainer(args, results):
         peak = peak_flops(args, jax.devices()[0].device_kind)
         flops = args.batch * task.flops_per_example()
         out[variant] = {"step_ms": seconds * 1e3, "tokens_per_s": args.batch * args.length / seconds,
-                        "mfu": flops / seconds / peak if peak else None, "compile_s": compile_s,
+                        "mfu": flops / seconds / peak if peak else None, "compile_s": compile_s, "init_s": init_s,
                         "loss": float(metrics["loss"])}
         print(f"== trainer roformer_v2_base {variant} {args.batch}×{args.length}: {seconds * 1e3:.1f} ms/step, "
               f"{args.batch * args.length / seconds:.0f} tok/s, MFU "
               f"{'n/a' if not peak else f'{flops / seconds / peak:.1%}'} "
               f"(3 × (encoder forward + {P} predictions × 2·E·V) per example = {task.flops_per_example() / 1e9:.1f} "
-              f"GFLOP), first compile {compile_s:.1f} s", flush=True)
+              f"GFLOP), state {init_s:.1f} s, first step (compile) {compile_s:.1f} s", flush=True)
 
         trace_if_asked(args, {f"trainer:{variant}": trainer_stepper(trainer, state, batch)})
         del state, trainer

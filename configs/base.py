@@ -77,6 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.ema_decay = 0.0                  # > 0: keep an exponential moving average of the parameters
     c.train.nonfinite = "stop"               # on a NaN/inf loss: stop (naming the step) | skip the update
     c.train.dropout_prng = "threefry"        # threefry | rbg | unsafe_rbg: unsafe_rbg makes masks cheap on GPU/TPU
+    # XLA options of the train step, space-separated name=value as XLA_FLAGS spells them without the dashes
+    # (e.g. "xla_gpu_enable_triton_gemm=true"); added to rofjax's per-platform defaults
+    # (rofjax.training.state.default_compiler_options), which they override.
+    c.train.compiler_options = ""
     c.train.max_consecutive_skips = 5        # nonfinite="skip": stop after this many skipped updates in a row
     c.train.log_every = 1                    # steps between rows of metrics.jsonl
     c.train.save_every = 200                 # steps between checkpoints

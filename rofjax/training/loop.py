@@ -75,7 +75,7 @@ def build_trainer(config, task, mesh, total_steps: int):
     from flax import linen as nn
 
     from rofjax.training.optim import build_optimizer, learning_rate_schedule
-    from rofjax.training.state import Trainer, abstract_params, trained_params
+    from rofjax.training.state import Trainer, abstract_params, parse_compiler_options, trained_params
 
     rules = rules_from_config(config)
     optim = config.optim
@@ -86,7 +86,8 @@ def build_trainer(config, task, mesh, total_steps: int):
     tx = build_optimizer(optim, total_steps, params=params)
     return Trainer(task, tx, mesh, schedule=learning_rate_schedule(optim, total_steps),
                    ema_decay=config.train.ema_decay, skip_nonfinite=config.train.nonfinite == "skip", rules=rules,
-                   dropout_prng=config.train.get("dropout_prng", "threefry"))
+                   dropout_prng=config.train.get("dropout_prng", "threefry"),
+                   compiler_options=parse_compiler_options(config.train.get("compiler_options", "")))
 
 
 def evaluate(trainer, task, params, records, config) -> dict:

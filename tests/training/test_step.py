@@ -136,3 +136,42 @@ def test_dropout_prng_choice_is_reproducible_and_changes_only_the_masks(single_d
     assert abs(rbg[0] - threefry[0]) < 0.1 * abs(threefry[0])
     with pytest.raises(ValueError, match="train.dropout_prng"):
         Trainer(_task(), build_optimizer(OPTIM, total_steps=10), one_device, dropout_prng="philox")
+
+
+def test_compiler_options_reach_the_train_step_and_gpu_defaults_follow_the_config(single_device):
+    from rofjax.training.state import (
+        GPU_COMPILER_OPTIONS,
+        GPU_KERNEL_DROPOUT_OPTIONS,
+        default_compiler_options,
+        parse_compiler_options,
+    )
+
+    assert parse_compiler_options("xla_gpu_enable_triton_gemm=true --xla_gpu_autotune_level=0 "
+                                  "xla_gpu_enable_command_buffer=FUSION,CUBLAS") == {
+        "xla_gpu_enable_triton_gemm": True, "xla_gpu_autotune_level": 0,
+        "xla_gpu_enable_command_buffer": "FUSION,CUBLAS"}
+    assert parse_compiler_options("") == {}
+    with pytest.raises(ValueError, match="'xla_gpu_enable_triton_gemm' is not name=value"):
+        parse_compiler_options("xla_gpu_enable_triton_gemm")
+
+    config = get_preset("roformer_v2_tiny", vocab_size=5130)
+    assert default_compiler_options("cpu", config) == {} and default_compiler_options("tpu", config) == {}
+    assert default_compiler_options("gpu", config) == GPU_COMPILER_OPTIONS
+    kernel_dropout = config.replace(fused_attention_dropout=True)
+    assert default_compiler_options("gpu", kernel_dropout) == {**GPU_COMPILER_OPTIONS, **GPU_KERNEL_DROPOUT_OPTIONS}
+    assert default_compiler_options("gpu", kernel_dropout.replace(attention_dropout_rate=0.0)) == \
+        GPU_COMPILER_OPTIONS
+
+    # The options go to XLA with the step: a valid one compiles to the same step, an unknown one is XLA's error.
+    one_device = create_mesh(1, 1, 1, devices=jax.devices()[:1])
+    options = {"xla_gpu_enable_triton_gemm": False, "xla_gpu_enable_command_buffer": "FUSION"}
+    trainer = Trainer(_task(), build_optimizer(OPTIM, total_steps=10), one_device,
+                      schedule=learning_rate_schedule(OPTIM, 10), compiler_options=options)
+    assert trainer.compiler_options == options                 # no CPU defaults to add to them
+    state, batch = trainer.init_state(seed=0, batch_size=8), _batch(trainer.task)
+    state, metrics = trainer.train_step(state, batch)
+    assert float(metrics["loss"]) == single_device[1][0]
+    wrong = Trainer(_task(), build_optimizer(OPTIM, total_steps=10), one_device,
+                    compiler_options={"xla_no_such_option": True})
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        wrong.train_step(wrong.init_state(seed=0, batch_size=8), batch)
