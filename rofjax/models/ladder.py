@@ -7,10 +7,11 @@ keeps no activations for a backward pass, and its parameters get no gradients an
 Two designs, chosen by `ModelConfig.lst` (the encoder's other fields describe the backbone):
 
 * `su` — bojone/LST-CLUE (`LST_BERT`, seeds-spec §8.3): `side_num_layers` (4) post-LN BERT blocks, 128 wide, 4 heads,
-  FFN 512, no positions of their own. Side input `Dense(128, no bias)` of the backbone's embeddings (after their
-  norm and dropout); after side block i, `+ Dense(128, no bias)` of backbone layer `(i+1)·skip − 1`,
-  `skip = layers // side layers` (layers 2, 5, 8, 11 of a 12-layer backbone). Side blocks take the depth-scaled
-  initialiser of RoFormerV2 with L = side layers (σ = 1.13684723/√fan · L^−1/2), ladder projections Glorot uniform.
+  FFN 512. Side input `Dense(128, no bias)` of the backbone's embeddings (after their norm and dropout), which
+  carry a BERT backbone's absolute positions; on a RoPE backbone the side blocks rotate q and k as it does. After
+  side block i, `+ Dense(128, no bias)` of backbone layer `(i+1)·skip − 1`, `skip = layers // side layers`
+  (layers 2, 5, 8, 11 of a 12-layer backbone). Side blocks take the depth-scaled initialiser of RoFormerV2 with
+  L = side layers (σ = 1.13684723/√fan · L^−1/2), ladder projections Glorot uniform.
   Output: the last side block's hidden states (128 wide).
 * `gated` — the paper (`modeling_side_t5.py`, §8.4): side blocks are the backbone's own architecture with widths
   divided by `side_reduction` r (hidden, FFN and per-head sizes; same heads), one per backbone layer in
@@ -58,13 +59,19 @@ def side_config(config: ModelConfig) -> ModelConfig:
     """The configuration of the side network's blocks."""
     if config.lst == "su":
         layers = side_layer_count(config)
+        # Su's side blocks see positions through their input, the BERT backbone's embeddings (which hold the
+        # absolute position table). A RoPE backbone's embeddings hold none: its side blocks rotate q and k as the
+        # backbone does, or their attention would not see token order at all.
+        positions = dict(position_embedding=config.position_embedding, rope_base=config.rope_base,
+                         rope_layout=config.rope_layout, rope_scaling=config.rope_scaling,
+                         rope_scaling_factor=config.rope_scaling_factor)
         return family_config(
             "bert", vocab_size=config.vocab_size, hidden_size=config.side_hidden_size or 128, num_layers=layers,
             num_heads=config.side_num_heads or 4, intermediate_size=config.side_intermediate_size or 512,
             hidden_act=config.hidden_act, dropout_rate=config.dropout_rate,
             attention_dropout_rate=config.attention_dropout_rate, norm_epsilon=config.norm_epsilon,
             initializer="depth_scaled", initializer_order=2, dtype=config.dtype, param_dtype=config.param_dtype,
-            attention_implementation=config.attention_implementation)
+            attention_implementation=config.attention_implementation, **positions)
     if config.lst == "gated":
         r = config.side_reduction
         hidden = config.side_hidden_size or max(1, config.hidden_size // r)

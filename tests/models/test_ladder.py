@@ -149,3 +149,28 @@ def test_training_flops_count_the_backbone_forward_only():
         encoder_forward_flops(side, 128) + ladders)
     with pytest.raises(ValueError, match="side_layers=\\(\\) leaves the side network without inputs"):
         full.replace(lst="gated", side_layers=())
+
+
+@pytest.mark.parametrize("preset,sees_order", [("bert_tiny", False), ("roformer_v2_tiny", True)])
+def test_su_side_blocks_see_token_order_through_the_backbones_position_scheme(preset, sees_order):
+    """A BERT backbone hands the side network positions in its embeddings, so the side blocks themselves are
+    order-blind (permuting their inputs permutes their outputs); a RoPE backbone's embeddings hold no positions,
+    so its side blocks rotate q and k as the backbone does and are not."""
+    from rofjax.models.ladder import SideNetwork
+
+    config = get_preset(preset, lst="su", num_layers=4)
+    assert side_config(config).position_embedding == config.position_embedding
+    rng = np.random.default_rng(0)
+    length = 6
+    embedded = rng.normal(size=(1, length, config.hidden_size)).astype(np.float32)
+    outputs = {layer: rng.normal(size=(1, length, config.hidden_size)).astype(np.float32)
+               for layer in feeding_layers(config)}
+    mask = np.ones((1, length), bool)
+    positions = np.arange(length)[None]
+    side = SideNetwork(config)
+    params = side.init(jax.random.key(0), embedded, outputs, mask, positions, 1.0, deterministic=True)
+    run = jax.jit(lambda e, o: side.apply(params, e, o, mask, positions, 1.0, deterministic=True))
+    order = np.array([3, 0, 5, 1, 4, 2])
+    direct = np.asarray(run(embedded, outputs))[:, order]
+    permuted = np.asarray(run(embedded[:, order], {k: v[:, order] for k, v in outputs.items()}))
+    assert np.allclose(direct, permuted, atol=1e-5) is not sees_order
