@@ -128,8 +128,8 @@ class RopeOptions:
         xf = x.astype(jnp.float32)
         if self.layout == "interleaved":
             # x·cos + swap(x)·[−sin, sin] per pair: (x₀cos − x₁sin, x₁cos + x₀sin) with the same roundings as
-            # the pairwise form (a − b is a + (−b)), but with no stack/concatenate, whose copies and (backward)
-            # pads were XLA fusions of their own on CPU and GPU.
+            # the pairwise form (a − b is a + (−b)) and no stack, which XLA kept as a concatenate fusion of its
+            # own (H100 trace: 0.75 ms of a 38 ms step).
             pairs = xf.reshape(x.shape[:-1] + (head_dim // 2, 2))
             swapped = pairs[..., ::-1].reshape(x.shape)
             cos2 = jnp.repeat(cos, 2, axis=-1)
