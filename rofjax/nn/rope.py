@@ -127,14 +127,9 @@ class RopeOptions:
         cos, sin = jnp.cos(angles), jnp.sin(angles)
         xf = x.astype(jnp.float32)
         if self.layout == "interleaved":
-            # x·cos + swap(x)·[−sin, sin] per pair: (x₀cos − x₁sin, x₁cos + x₀sin) with the same roundings as
-            # the pairwise form (a − b is a + (−b)) and no stack, which XLA kept as a concatenate fusion of its
-            # own (H100 trace: 0.75 ms of a 38 ms step).
             pairs = xf.reshape(x.shape[:-1] + (head_dim // 2, 2))
-            swapped = pairs[..., ::-1].reshape(x.shape)
-            cos2 = jnp.repeat(cos, 2, axis=-1)
-            signed_sin = (sin[..., None] * jnp.asarray([-1.0, 1.0], sin.dtype)).reshape(sin.shape[:-1] + (head_dim,))
-            rotated = xf * cos2 + swapped * signed_sin
+            even, odd = pairs[..., 0], pairs[..., 1]
+            rotated = jnp.stack([even * cos - odd * sin, odd * cos + even * sin], axis=-1).reshape(x.shape)
         else:
             first, second = xf[..., : head_dim // 2], xf[..., head_dim // 2:]
             rotated = jnp.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
