@@ -33,7 +33,8 @@ Variants of the rofjax step (names joined by `+`; each computes the same loss):
   fused_dropout               attention dropout inside the cuDNN kernel; no_attn_dropout: attention dropout 0
   scan / unrolled             layers under `nn.scan` or not (default unrolled: scanned layers cost 1.5× the step
                               on an H100); rbg: the `unsafe_rbg` PRNG for dropout masks
-  triton                      XLA's Triton GEMM fusions on (rofjax's GPU default has them off)
+  triton                      XLA's Triton GEMM fusions on (rofjax's GPU default has them off); cmdbuf: XLA's
+                              default command buffers, cuDNN included
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def variant_config(args, variant):
 
     parts = set(variant.split("+"))
     known = {"all_logits", "masked_logits", "xla", "cudnn", "gather", "one_hot", "fused_dropout", "no_attn_dropout",
-             "scan", "unrolled", "rbg", "auto", "triton"}
+             "scan", "unrolled", "rbg", "auto", "triton", "cmdbuf"}
     if parts - known:
         raise SystemExit(f"unknown variant part(s) {sorted(parts - known)} in {variant!r}; known: {sorted(known)}")
     values = dict(args.shape, dtype=args.dtype,
@@ -445,9 +446,10 @@ def trainer_overrides(variant):
     parts = set(variant.split("+"))
     known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout", "no_dropout", "rbg", "triton",
              "cmdbuf"}
-    if parts - {p for p in parts if p.startswith("docs") and p[4:].isdigit()} - known:
-        raise SystemExit(f"unknown trainer variant part(s) {sorted(parts - known)} in {variant!r}; "
-                         f"known: {sorted(known)}")
+    unknown = parts - known - {p for p in parts if p.startswith("docs") and p[4:].isdigit()}
+    if unknown:
+        raise SystemExit(f"unknown trainer variant part(s) {sorted(unknown)} in {variant!r}; "
+                         f"known: {sorted(known)} and docsN")
     if {"scan", "unrolled"} <= parts:
         raise SystemExit(f"trainer variant {variant!r} asks for both scan and unrolled")
     overrides = {"scan_layers": "scan" in parts, "fused_attention_dropout": "fused_dropout" in parts}
