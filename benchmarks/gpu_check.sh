@@ -27,7 +27,7 @@ diagnose)
   T=unrolled+no_attn_dropout,unrolled+fused_dropout,unrolled+no_dropout,unrolled+no_attn_dropout+triton
   run trainer 300 $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T \
     --profile /tmp/rofjax_trace --profile-variant trainer:unrolled+no_attn_dropout --dump-hlo /tmp/rofjax_hlo
-  run profile 40 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 45 --steps 3 --describe 45
+  run profile 40 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 45 --steps 3
   (cd /tmp/rofjax_hlo 2>/dev/null && tar czf "$OUT/hlo.tgz" ./*step_fn*optimizations.txt)
   find /tmp/rofjax_trace -name 'perfetto_trace.json.gz' -size -15M -exec cp {} "$OUT/" \;
   ;;

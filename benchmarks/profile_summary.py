@@ -71,7 +71,8 @@ def device_op_times(events):
 
 
 def describe(args: dict) -> str:
-    """The HLO text of an op where the trace carries it (XLA's `long_name`), shortened to its result and operands."""
+    """The first 150 characters of an op's HLO where the trace carries it (`long_name`); inside XLA's command
+    buffers the trace names only the buffer (`command_buffer_N`)."""
     text = str(args.get("long_name") or args.get("hlo_op") or "")
     return re.sub(r"\s+", " ", text)[:150]
 
