@@ -65,6 +65,10 @@ def base_config() -> ml_collections.ConfigDict:
     # network on the frozen backbone of train.init_checkpoint; only it and the head are trained and checkpointed.
     c.lst = ""
     c.lst_lr = 0.0                           # learning rate of LST runs (0: optim.lr); the CLUE recipes: Su's 5e-3
+    # gated side blocks start random, or pruned from the backbone by Fisher information (the paper's fisher-v2),
+    # measured on this many training examples
+    c.lst_init = "random"                    # random | fisher
+    c.lst_fisher_examples = 1024
 
     c.optim = optim_config()                 # every key, its default and its comment: rofjax.training.optim
 

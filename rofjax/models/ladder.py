@@ -19,8 +19,21 @@ Two designs, chosen by `ModelConfig.lst` (the encoder's other fields describe th
   embeddings; before side block j, fed by backbone layer l_j:
   `h ← μ_j·h + (1 − μ_j)·Dense_j(backbone_l_j)`, `μ_j = sigmoid(α_j / T)`, α_j = 0 (μ = ½), T =
   `side_gate_temperature` (0.1). Then the backbone's norm type, dropout and `Dense(d)` back to the backbone's width.
-  Side weights are initialised at random with the backbone's initialiser: the paper's Fisher-pruning
-  initialisation from the backbone is not implemented.
+  Side weights are initialised at random with the backbone's initialiser, or (`config.lst_init="fisher"`) by
+  the paper's Fisher pruning of the backbone (`fisher_pruned_side`, below).
+
+Fisher pruning (the paper's `fisher-v2` initialisation, `seq2seq/pruning/pruning_methods.py` `pruning_v2` of
+ylsung/Ladder-Side-Tuning, on T5): each weight's importance is its empirical Fisher information, the squared
+gradient of the task loss summed over single training examples (`rofjax.training.fisher`). The pruning walks the
+backbone's weight matrices in forward order as a chain: a matrix's input channels are the ones its predecessor
+kept; its output channels are ranked by the L1 norm of its importance over those inputs (q, k and v — or GAU's u
+and v — ranked together by the elementwise product of their importances) and the lowest are dropped; biases and
+norm parameters follow the channels of the tensor they act on. The first hidden channels are those of the word
+embeddings with the largest summed importance. Side block j gets the pruned weights of the backbone layer that
+feeds it. As in the paper the chain ignores the residual connections (a block's output channels need not be its
+input's), the projections into the side network stay random, and a pre-norm backbone's final norm initialises
+the side network's. Where a width does not divide by r the side keeps `width // r` channels (the paper rounds
+the pruned count instead).
 """
 
 from __future__ import annotations
@@ -128,6 +141,121 @@ class SideNetwork(nn.Module):
         return dense(cfg.hidden_size, ("mlp", "embed"), name="up_projection", **projection)(x)
 
 
+# Fisher-pruning initialisation of a gated side network ------------------------------------------------------------
+
+def _layer(tree: dict, index: int) -> dict:
+    """Backbone layer `index` of an encoder's `transformer` subtree, scanned (stacked `layers`) or not."""
+    if "layers" in tree:
+        return jax.tree_util.tree_map(lambda x: np.asarray(x)[index], tree["layers"])
+    return tree[f"layer_{index}"]
+
+
+def _kept_outputs(importance: np.ndarray, keep: int) -> np.ndarray:
+    """The output channels (last axis) a `[inputs, outputs]` importance keeps: all but the `outputs − keep` with the
+    smallest L1 norm over the inputs, in ascending order (Torch-Pruning's `L1Strategy`)."""
+    norms = np.abs(np.asarray(importance, np.float64)).sum(axis=0)
+    dropped = np.argsort(norms, kind="stable")[: norms.shape[0] - keep]
+    return np.setdiff1d(np.arange(norms.shape[0]), dropped)
+
+
+def fisher_pruned_side(config: ModelConfig, backbone: dict, importance: dict) -> dict:
+    """The parameters of a `gated` side network's blocks (and, on a pre-norm backbone, its final norm) pruned
+    from the backbone: `{"layer_j": {...}, ["final_norm": {...}]}`, shaped as `SideNetwork` has them.
+
+    `backbone` and `importance` are the encoder's parameter subtree (`embeddings`, `transformer`) and a tree of
+    the same shapes holding each weight's Fisher information. The chain is described in the module docstring."""
+    if config.lst != "gated":
+        raise ValueError(f"fisher_pruned_side: Fisher pruning initialises lst='gated' side networks; this model has "
+                         f"lst={config.lst!r}.")
+    side = side_config(config)
+    as_array = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)   # noqa: E731
+    weights, scores = as_array(backbone), as_array(importance)
+
+    def select(tensor, rows=None, columns=None):
+        out = tensor if rows is None else tensor[rows]
+        return out if columns is None else out[..., columns]
+
+    table = scores["embeddings"]["word_embeddings"]["embedding"]
+    embed_size = table.shape[1]
+    current = _kept_outputs(table, embed_size // config.side_reduction if "mapping" in weights["embeddings"]
+                            else side.hidden_size)
+    if "mapping" in weights["embeddings"]:
+        current = _kept_outputs(scores["embeddings"]["mapping"]["kernel"][current], side.hidden_size)
+
+    def dense(w, s, keep_outputs):
+        """Prune one dense layer's inputs to `current`, choose its outputs; returns (params, kept outputs)."""
+        kept = _kept_outputs(select(s["kernel"], current), keep_outputs)
+        return dense_with(w, kept), kept
+
+    def dense_with(w, kept):
+        out = {"kernel": select(w["kernel"], current, kept)}
+        if "bias" in w:
+            out["bias"] = w["bias"][kept]
+        return out
+
+    def norm(w):
+        return {name: value[current] for name, value in w.items()}
+
+    pruned: dict[int, dict] = {}
+    for index in range(config.num_layers):
+        w, s = _layer(weights["transformer"], index), _layer(scores["transformer"], index)
+        block: dict = {}
+        post = config.norm_position != "pre"
+        if config.block_type == "attention":
+            if not post and "attention_norm" in w:
+                block["attention_norm"] = norm(w["attention_norm"])
+            wa, sa = w["attention"], s["attention"]
+            query_width = side.num_heads * side.resolved_key_size
+            value_width = side.num_heads * side.resolved_head_size
+            if sa["q_dense"]["kernel"].shape[-1] == sa["v_dense"]["kernel"].shape[-1]:
+                groups = [(("q_dense", "k_dense", "v_dense"), query_width)]
+            else:                                  # keys and values of different widths: ranked apart
+                groups = [(("q_dense", "k_dense"), query_width), (("v_dense",), value_width)]
+            attention = {}
+            for names, width in groups:
+                product = np.prod([select(sa[name]["kernel"], current) for name in names], axis=0)
+                kept = _kept_outputs(product, width)
+                for name in names:
+                    attention[name] = dense_with(wa[name], kept)
+                values = kept                      # the output projection reads the value channels
+            current = values
+            attention["o_dense"], current = dense(wa["o_dense"], sa["o_dense"], side.hidden_size)
+            block["attention"] = attention
+            if post and "attention_norm" in w:
+                block["attention_norm"] = norm(w["attention_norm"])
+            if not post and "feedforward_norm" in w:
+                block["feedforward_norm"] = norm(w["feedforward_norm"])
+            wf, sf = w["feedforward"], s["feedforward"]
+            inner, current = dense(wf["i_dense"], sf["i_dense"], side.intermediate_size)
+            outer, current = dense(wf["o_dense"], sf["o_dense"], side.hidden_size)
+            block["feedforward"] = {"i_dense": inner, "o_dense": outer}
+            if post and "feedforward_norm" in w:
+                block["feedforward_norm"] = norm(w["feedforward_norm"])
+        else:
+            if not post and "gau_norm" in w:
+                block["gau_norm"] = norm(w["gau_norm"])
+            wg, sg = w["gau"], s["gau"]
+            e, e_side, s_side = config.intermediate_size, side.intermediate_size, side.resolved_key_size
+            kernel = select(sg["i_dense"]["kernel"], current)
+            kept_uv = _kept_outputs(kernel[:, :e] * kernel[:, e:2 * e], e_side)
+            kept_z = _kept_outputs(kernel[:, 2 * e:], s_side)
+            columns = np.concatenate([kept_uv, e + kept_uv, 2 * e + kept_z])
+            gau = {"i_dense": dense_with(wg["i_dense"], columns)}
+            for name, value in wg.items():
+                if name.endswith("scaleoffset"):
+                    gau[name] = {k: v[kept_z] for k, v in value.items()}
+            current = kept_uv
+            gau["o_dense"], current = dense(wg["o_dense"], sg["o_dense"], side.hidden_size)
+            block["gau"] = gau
+            if post and "gau_norm" in w:
+                block["gau_norm"] = norm(w["gau_norm"])
+        pruned[index] = block
+    out = {f"layer_{j}": pruned[layer] for j, layer in enumerate(feeding_layers(config))}
+    if config.norm_position == "pre" and "final_norm" in weights["transformer"]:
+        out["final_norm"] = norm(weights["transformer"]["final_norm"])
+    return out
+
+
 # The trainable / frozen split of a task model's parameters ---------------------------------------------------------
 
 def _split(tree):
@@ -183,5 +311,5 @@ def trainable_count(params, config: ModelConfig) -> int:
     return int(sum(np.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(trainable)))
 
 
-__all__ = ["SideNetwork", "feeding_layers", "fingerprint", "merge_backbone",
+__all__ = ["SideNetwork", "feeding_layers", "fingerprint", "fisher_pruned_side", "merge_backbone",
            "side_config", "side_layer_count", "split_backbone", "trainable_count"]

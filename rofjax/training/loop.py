@@ -26,6 +26,7 @@ from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
 from rofjax.models.ladder import fingerprint
 from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_config
+from rofjax.training.fisher import fisher_side_init
 from rofjax.training.state import TrainState
 from rofjax.training.tasks import build_task
 
@@ -61,6 +62,18 @@ def validate_config(config) -> None:
         if not ok:
             value = config[key.split(".")[0]][key.split(".")[1]]
             raise ValueError(f"config.{key}={value!r}; expected {expected}.")
+    lst_init = config.get("lst_init", "random")
+    if lst_init not in ("random", "fisher"):
+        raise ValueError(f"config.lst_init={lst_init!r}; expected 'random' or 'fisher'.")
+    if lst_init == "fisher":
+        if config.get("lst") != "gated":
+            raise ValueError(f"config.lst_init='fisher' prunes the backbone into a gated side network; it needs "
+                             f"config.lst='gated' (config.lst={config.get('lst')!r}).")
+        if config.get("lst_fisher_examples", 0) < 1:
+            raise ValueError(f"config.lst_fisher_examples={config.get('lst_fisher_examples')!r}; expected ≥ 1.")
+        if jax.process_count() > 1:
+            raise ValueError("config.lst_init='fisher' runs on one host: start the run with lst_init='fisher' on a "
+                             "single host, then resume it on the pod (the side network is in its checkpoints).")
 
 
 def check_batch_fits_mesh(config, mesh) -> None:
@@ -207,6 +220,7 @@ def run(config, workdir: str) -> dict:
         folder.open()
         abstract = trainer.abstract_state(batch_size)
         state = folder.restore(abstract.checkpointed(), iterator)
+        fresh = state is None
         if state is not None:
             state = TrainState.from_saved(state)
             print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
@@ -223,6 +237,12 @@ def run(config, workdir: str) -> dict:
             folder.record_backbone(train.init_checkpoint, fingerprint(state.frozen))
             print(f"Ladder Side-Tuning ({task.model_config.lst}) on the frozen backbone {train.init_checkpoint}",
                   flush=True)
+            if fresh and config.get("lst_init", "random") == "fisher":
+                # Its own pass over the data: the training iterator's position is part of the checkpoint.
+                scored = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed + 1)
+                state, seen = fisher_side_init(config, task, state, scored)
+                print(f"side network pruned from the backbone by the Fisher information of {seen} training "
+                      f"examples", flush=True)
         folder.save_model_config(task.model_config)      # only once the folder's checkpoints fit this model
         folder.record_task_inputs(task.tokenizer.vocab_path, spec.labels(spec.folder(data.data_dir, config.seed)))
         count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))

@@ -14,6 +14,7 @@ from rofjax.models.encoder import Encoder
 from rofjax.models.ladder import (
     feeding_layers,
     fingerprint,
+    fisher_pruned_side,
     merge_backbone,
     side_config,
     split_backbone,
@@ -174,3 +175,92 @@ def test_su_side_blocks_see_token_order_through_the_backbones_position_scheme(pr
     direct = np.asarray(run(embedded, outputs))[:, order]
     permuted = np.asarray(run(embedded[:, order], {k: v[:, order] for k, v in outputs.items()}))
     assert np.allclose(direct, permuted, atol=1e-5) is not sees_order
+
+
+def _torch_l1_kept(importance_out_in, keep):
+    """Torch-Pruning's L1Strategy on a `[out, in]` matrix: prune the `out − keep` rows of smallest L1 norm; the
+    rows left, in order (`select_weights`)."""
+    norms = np.abs(importance_out_in).sum(axis=1)
+    pruned = set(np.argsort(norms, kind="stable")[: len(norms) - keep].tolist())
+    return [row for row in range(len(norms)) if row not in pruned]
+
+
+def _reference_fisher_side(config, backbone, importance):
+    """The paper's `pruning_without_residual` (version 2) chain in its own layout (torch `[out, in]` weights), on
+    rofjax names; GAU blocks rank u and v together (their channels multiply) and z alone."""
+    side = side_config(config)
+    W = lambda t: np.asarray(t, np.float64).T                               # noqa: E731
+    keep = _torch_l1_kept(W(importance["embeddings"]["word_embeddings"]["embedding"]), side.hidden_size)
+    blocks, post = [], config.norm_position == "post"
+
+    def linear(w, imp, rows, cols_keep):
+        """(pruned [out, in] weight as a flax kernel, kept rows) for weight `w` with inputs `cols_keep`."""
+        kept = _torch_l1_kept(W(imp["kernel"])[:, cols_keep], rows)
+        out = {"kernel": W(w["kernel"])[kept][:, cols_keep].T}
+        if "bias" in w:
+            out["bias"] = np.asarray(w["bias"], np.float64)[kept]
+        return out, kept
+
+    def norm(w, chans):
+        return {k: np.asarray(v, np.float64)[chans] for k, v in w.items()}
+
+    for i in range(config.num_layers):
+        w, imp, block = backbone["transformer"][f"layer_{i}"], importance["transformer"][f"layer_{i}"], {}
+        if config.block_type == "attention":
+            if not post:
+                block["attention_norm"] = norm(w["attention_norm"], keep)
+            a, ia = w["attention"], imp["attention"]
+            product = np.prod([W(ia[n]["kernel"])[:, keep] for n in ("q_dense", "k_dense", "v_dense")], axis=0)
+            qkv = _torch_l1_kept(product, side.num_heads * side.resolved_head_size)
+            attention = {n: {"kernel": W(a[n]["kernel"])[qkv][:, keep].T, "bias": np.asarray(a[n]["bias"])[qkv]}
+                         for n in ("q_dense", "k_dense", "v_dense")}
+            attention["o_dense"], keep = linear(a["o_dense"], ia["o_dense"], side.hidden_size, qkv)
+            block["attention"] = attention
+            block["attention_norm" if post else "feedforward_norm"] = norm(
+                w["attention_norm" if post else "feedforward_norm"], keep)
+            f, fi = w["feedforward"], imp["feedforward"]
+            inner, inner_keep = linear(f["i_dense"], fi["i_dense"], side.intermediate_size, keep)
+            outer, keep = linear(f["o_dense"], fi["o_dense"], side.hidden_size, inner_keep)
+            block["feedforward"] = {"i_dense": inner, "o_dense": outer}
+            if post:
+                block["feedforward_norm"] = norm(w["feedforward_norm"], keep)
+        else:
+            e = config.intermediate_size
+            g, ig = W(w["gau"]["i_dense"]["kernel"]), W(imp["gau"]["i_dense"]["kernel"])
+            uv = _torch_l1_kept(ig[:e][:, keep] * ig[e:2 * e][:, keep], side.intermediate_size)
+            z = _torch_l1_kept(ig[2 * e:][:, keep], side.resolved_key_size)
+            rows = uv + [e + r for r in uv] + [2 * e + r for r in z]
+            gau = {"i_dense": {"kernel": g[rows][:, keep].T},
+                   "q_scaleoffset": norm(w["gau"]["q_scaleoffset"], z),
+                   "k_scaleoffset": norm(w["gau"]["k_scaleoffset"], z)}
+            gau["o_dense"], keep = linear(w["gau"]["o_dense"], imp["gau"]["o_dense"], side.hidden_size, uv)
+            block["gau"] = gau
+        blocks.append(block)
+    out = {f"layer_{j}": blocks[layer] for j, layer in enumerate(feeding_layers(config))}
+    if not post:
+        out["final_norm"] = norm(backbone["transformer"]["final_norm"], keep)
+    return out
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("bert_tiny", dict(num_layers=3, side_layers=(0, 2), side_reduction=4)),
+    ("bert_tiny", dict(norm_position="pre", side_reduction=2)),
+    ("gau_alpha_tiny", dict(num_layers=3, side_layers=(1, 2), side_reduction=4)),
+])
+def test_fisher_pruning_follows_the_papers_chain_and_fills_the_side_blocks(preset, overrides):
+    """Side blocks from the paper's Fisher pruning (fisher-v2) equal a float64 reference of its chain, and have
+    exactly the shapes the side network declares."""
+    config = get_preset(preset, lst="gated", **overrides)
+    shapes = nn.unbox(jax.eval_shape(Encoder(config).init, jax.random.key(0), IDS)["params"])
+    backbone = {k: v for k, v in randomize(shapes, np.random.default_rng(0)).items() if k != "side"}
+    # Squared gradients are positive and spread over orders of magnitude.
+    importance = jax.tree_util.tree_map(lambda w: np.exp(np.random.default_rng(w.size).normal(0, 2, w.shape)),
+                                        backbone)
+    got = fisher_pruned_side(config, backbone, importance)
+    want = _reference_fisher_side(config, backbone, importance)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
+    jax.tree_util.tree_map(lambda g, w: np.testing.assert_array_equal(g, w), got, want)
+    side_shapes = {k: v for k, v in shapes["side"].items() if k in got}
+    assert jax.tree_util.tree_map(np.shape, got) == jax.tree_util.tree_map(np.shape, side_shapes)
+    with pytest.raises(ValueError, match="lst='gated'"):
+        fisher_pruned_side(config.replace(lst="su", side_layers=None, num_layers=4), backbone, importance)

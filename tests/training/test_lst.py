@@ -142,6 +142,45 @@ def test_the_trainer_keeps_no_optimizer_state_for_the_backbone(tmp_path):
     assert not hasattr(state.checkpointed(), "frozen")
 
 
+def test_fisher_information_sums_squared_single_example_gradients():
+    import jax.numpy as jnp
+
+    from rofjax.training.fisher import fisher_information
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=10).astype(np.float32)
+    params = {"w": rng.normal(size=3).astype(np.float32), "b": np.float32(0.3)}
+
+    def loss(p, batch):                   # a batch mean: on one example, that example's own loss
+        return jnp.mean((batch["x"] @ p["w"] + p["b"] - batch["y"]) ** 2)
+
+    batches = [{"x": x[i:i + 4], "y": y[i:i + 4]} for i in (0, 4, 8)]
+    for examples, used in ((7, 7), (50, 10)):
+        total, seen = fisher_information(loss, params, iter(batches), examples)
+        residual = x[:used].astype(np.float64) @ params["w"] + params["b"] - y[:used]
+        assert seen == used
+        np.testing.assert_allclose(total["w"], ((2 * residual[:, None] * x[:used]) ** 2).sum(0), rtol=1e-5)
+        np.testing.assert_allclose(total["b"], ((2 * residual) ** 2).sum(), rtol=1e-5)
+
+
+def test_a_fisher_initialised_side_network_starts_from_pruned_backbone_weights(tmp_path):
+    backbone = _backbone(tmp_path / "backbone", seed=3)
+    config = _lst_config("gated", backbone, steps=1)
+    config.model.side_hidden_size = config.model.side_intermediate_size = config.model.side_num_layers = None
+    config.lst_init, config.lst_fisher_examples, config.optim.lr = "fisher", 6, 0.0     # no update: the start
+    run(config, str(tmp_path / "run"))
+    side = restore_params(str(tmp_path / "run" / "checkpoints"))["encoder"]["side"]
+    layers = restore_params(backbone)["encoder"]["transformer"]
+    for j in range(BACKBONE["num_layers"]):
+        for part, name in (("attention", "q_dense"), ("attention", "o_dense"), ("feedforward", "i_dense")):
+            pruned, full = side[f"layer_{j}"][part][name]["kernel"], layers[f"layer_{j}"][part][name]["kernel"]
+            assert pruned.shape == (full.shape[0] // 8, full.shape[1] // 8)
+            assert np.isin(pruned, full).all()          # every weight is the backbone's own
+    config.lst = "su"
+    with pytest.raises(ValueError, match="lst_init='fisher'.*config.lst='gated'"):
+        run(config, str(tmp_path / "su"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task,design", [("cmrc2018", "gated"), ("c3", "su")])
 def test_lst_trains_the_clue_heads_and_predicts_with_the_recorded_backbone(tmp_path, monkeypatch, task, design):
