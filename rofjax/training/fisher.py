@@ -62,8 +62,8 @@ def _without_side(tree: dict) -> dict:
 
 
 def fisher_side_init(config, task, state, batches: Iterable[dict]):
-    """`state` with its `gated` side blocks pruned from the frozen backbone by Fisher information
-    (`config.lst_fisher_examples` training examples of `batches`). The importance is measured on the task's model
+    """`(state, examples used)`: `state` with its `gated` side blocks pruned from the frozen backbone by Fisher
+    information (`config.lst_fisher_examples` training examples of `batches`). The importance is measured on the task's model
     without the side network (backbone + the state's own head, which reads the backbone's width) with dropout
     off, as the paper measures it on the plain pre-trained model."""
     from rofjax.training.tasks import build_task
