@@ -143,13 +143,6 @@ class SideNetwork(nn.Module):
 
 # Fisher-pruning initialisation of a gated side network ------------------------------------------------------------
 
-def _layer(tree: dict, index: int) -> dict:
-    """Backbone layer `index` of an encoder's `transformer` subtree, scanned (stacked `layers`) or not."""
-    if "layers" in tree:
-        return jax.tree_util.tree_map(lambda x: np.asarray(x)[index], tree["layers"])
-    return tree[f"layer_{index}"]
-
-
 def _kept_outputs(importance: np.ndarray, keep: int) -> np.ndarray:
     """The output channels (last axis) a `[inputs, outputs]` importance keeps: all but the `outputs − keep` with the
     smallest L1 norm over the inputs, in ascending order (Torch-Pruning's `L1Strategy`)."""
@@ -167,9 +160,15 @@ def fisher_pruned_side(config: ModelConfig, backbone: dict, importance: dict) ->
     if config.lst != "gated":
         raise ValueError(f"fisher_pruned_side: Fisher pruning initialises lst='gated' side networks; this model has "
                          f"lst={config.lst!r}.")
+    from rofjax.checkpoint.tree import is_scanned, unstack_layers
+
     side = side_config(config)
-    as_array = lambda tree: jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)   # noqa: E731
-    weights, scores = as_array(backbone), as_array(importance)
+
+    def as_layers(tree):
+        tree = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
+        return unstack_layers(tree, config.num_layers) if is_scanned(tree) else tree
+
+    weights, scores = as_layers(backbone), as_layers(importance)
 
     def select(tensor, rows=None, columns=None):
         out = tensor if rows is None else tensor[rows]
@@ -198,7 +197,7 @@ def fisher_pruned_side(config: ModelConfig, backbone: dict, importance: dict) ->
 
     pruned: dict[int, dict] = {}
     for index in range(config.num_layers):
-        w, s = _layer(weights["transformer"], index), _layer(scores["transformer"], index)
+        w, s = weights["transformer"][f"layer_{index}"], scores["transformer"][f"layer_{index}"]
         block: dict = {}
         post = config.norm_position != "pre"
         if config.block_type == "attention":
