@@ -3,8 +3,10 @@
 # sections every JAX run is a child process too, so an abort loses one row. Logs, JSON, the profile summary and the
 # profiled step's HLO go to ${OUT:-gpu_check} (the device tool returns at most 8 files).
 #
-#   bash benchmarks/gpu_check.sh diagnose   # Trainer variants + a profile and the HLO of the best one (~5 min)
-#   bash benchmarks/gpu_check.sh measure    # Trainer variants, PyTorch eager / torch.compile vs rofjax (~7.5 min)
+#   bash benchmarks/gpu_check.sh diagnose   # Trainer variants + a profile and the HLO of the best one (~6 min)
+#   bash benchmarks/gpu_check.sh measure    # the fastest Trainer settings traced, PyTorch eager / torch.compile vs
+#                                           # rofjax (~6 min)
+#   bash benchmarks/gpu_check.sh tests      # the GPU cases of the test suite (~1.5 min)
 set -u
 STAGE=${1:-measure}
 OUT=${OUT:-gpu_check}
@@ -22,26 +24,30 @@ nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,clocks.max.sm --f
 B="python3 benchmarks/encoder_step.py --device gpu --rounds 3"
 case $STAGE in
 diagnose)
-  # The best step so far (unrolled, cuDNN flash attention without attention dropout) traced and its HLO kept;
-  # then what the hidden-dropout masks cost, cuDNN's kernel dropout in the Trainer, and Triton GEMMs back on.
-  T=unrolled+no_attn_dropout,unrolled+fused_dropout,unrolled+no_dropout,unrolled+no_attn_dropout+triton
-  run trainer 300 $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T \
-    --profile /tmp/rofjax_trace --profile-variant trainer:unrolled+no_attn_dropout --dump-hlo /tmp/rofjax_hlo
-  run profile 40 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 45 --steps 3
+  # The best step so far (unrolled, unpacked rows, cuDNN's kernel dropout) traced and its HLO kept; then what the
+  # packed layout costs by documents per row, what the hidden-dropout masks cost and the rbg generator.
+  T=unrolled+fused_dropout+docs1,unrolled+fused_dropout+docs4,unrolled+fused_dropout+docs8,unrolled+no_dropout+docs1,unrolled+fused_dropout+docs1+rbg
+  run trainer 330 $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T \
+    --profile /tmp/rofjax_trace --profile-variant trainer:unrolled+fused_dropout+docs1 --dump-hlo /tmp/rofjax_hlo
+  run profile 40 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 60 --steps 3
   (cd /tmp/rofjax_hlo 2>/dev/null && tar czf "$OUT/hlo.tgz" ./*step_fn*optimizations.txt)
   find /tmp/rofjax_trace -name 'perfetto_trace.json.gz' -size -15M -exec cp {} "$OUT/" \;
   ;;
 measure)
-  # rofjax's GPU defaults (cuBLAS matmuls; command buffers without cuDNN under kernel dropout) in one process:
-  # packed rows of up to 32 and 4 documents (cuDNN's segment layout) against unpacked rows (padding lengths).
-  T=unrolled+no_attn_dropout,unrolled+no_attn_dropout+docs1,unrolled+no_attn_dropout+docs4,unrolled+docs1
-  run trainer 130 $B --sections trainer --no-isolate --json "$OUT/trainer.json" --trainer-variants $T
-  # cuDNN's kernel dropout, each in its own process (it aborted inside command buffers before).
-  run trainer_fused 90 $B --sections trainer --json "$OUT/trainer_fused.json" \
-    --trainer-variants unrolled+fused_dropout+docs1,unrolled+fused_dropout
-  # PyTorch eager and torch.compile (70 s to compile) against the step variants, in one run.
-  V=masked_logits+cudnn+one_hot+fused_dropout,all_logits+cudnn+one_hot+fused_dropout,masked_logits+xla+one_hot
-  run step 230 $B --sections step --json "$OUT/step.json" --variants $V
+  # rofjax's fastest GPU settings (unrolled, unpacked rows, cuDNN's kernel dropout) traced, and without any
+  # dropout; then PyTorch eager and torch.compile against the same settings in the step comparison (70 s to compile).
+  T=unrolled+fused_dropout+docs1,unrolled+no_dropout+docs1
+  run trainer 150 $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T \
+    --profile /tmp/rofjax_trace --profile-variant trainer:unrolled+fused_dropout+docs1 --dump-hlo /tmp/rofjax_hlo
+  run profile 40 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 40 --steps 3
+  (cd /tmp/rofjax_hlo 2>/dev/null && tar czf "$OUT/hlo.tgz" ./*step_fn*optimizations.txt)
+  echo "cuBLASLt epilogues in the step: $(cat /tmp/rofjax_hlo/*step_fn*after_optimizations.txt 2>/dev/null \
+    | grep -o 'epilogue":"[A-Z_]*"' | sort | uniq -c | tr '\n' ' ')"
+  run step 220 $B --sections step --json "$OUT/step.json" --variants masked_logits+cudnn+one_hot+fused_dropout
   ;;
-*) echo "unknown stage $STAGE (diagnose | measure)"; exit 2 ;;
+tests)
+  # The accelerator cases of the test suite (cuDNN attention against the reference, the dense-gradient lookups).
+  run tests 100 python3 -m pytest -q -p no:cacheprovider tests/nn/test_fast_paths.py tests/nn/test_feedforward.py
+  ;;
+*) echo "unknown stage $STAGE (diagnose | measure | tests)"; exit 2 ;;
 esac

@@ -27,7 +27,7 @@ from rofjax.nn.activations import get_activation
 from rofjax.nn.attention import MultiHeadAttention, document_mask
 from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
-from rofjax.nn.embedding import TokenEmbedding
+from rofjax.nn.embedding import TokenEmbedding, vocabulary_logits
 from rofjax.nn.feedforward import FeedForward
 from rofjax.nn.gau import GatedAttentionUnit
 from rofjax.nn.norms import LayerNorm, RMSNorm
@@ -207,7 +207,7 @@ class MaskedLMHead(nn.Module):
                 h = dense(size, ("embed", "mlp"), name="output_mapping", use_bias=False,
                           kernel_init=kernel_initializer(cfg), **dtypes(cfg))(h)
             h = Dropout(cfg.dropout_rate)(h, deterministic=deterministic)
-        logits = jnp.einsum("...e,ve->...v", h, table.astype(h.dtype), preferred_element_type=jnp.float32)
+        logits = vocabulary_logits(h, table)
         if cfg.mlm_head == "transform":
             bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                               (cfg.vocab_size,), jnp.dtype(cfg.param_dtype))

@@ -17,8 +17,22 @@ def gelu_tanh(x):
     return jax.nn.gelu(x, approximate=True)
 
 
+@jax.custom_jvp
+def relu(x):
+    """`max(x, 0)`, with `jax.nn.relu`'s derivative (1 where x > 0, else 0) read from the output.
+
+    `y > 0` exactly where `x > 0`, so the gradient is the same; but the backward pass then needs `y`, which the next
+    layer keeps anyway, instead of `x`. The matmul producing `x` is left with one user, the maximum, which XLA folds
+    into cuBLASLt's ReLU epilogue on a GPU: a feed-forward block no longer writes and keeps its pre-activation.
+    """
+    return jnp.maximum(x, jnp.zeros_like(x))
+
+
+relu.defjvps(lambda tangent, y, x: jnp.where(y > 0, tangent, jnp.zeros_like(tangent)))
+
+
 def squared_relu(x):
-    return jnp.square(jax.nn.relu(x))
+    return jnp.square(relu(x))
 
 
 ACTIVATIONS: dict[str, Callable] = {
@@ -26,7 +40,7 @@ ACTIVATIONS: dict[str, Callable] = {
     "gelu_erf": gelu_erf,
     "gelu_new": gelu_tanh,
     "gelu_tanh": gelu_tanh,
-    "relu": jax.nn.relu,
+    "relu": relu,
     "swish": jax.nn.silu,
     "silu": jax.nn.silu,
     "tanh": jnp.tanh,

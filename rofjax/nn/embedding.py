@@ -84,6 +84,42 @@ def gather_positions(hidden, positions, *, method: str = "auto"):
     return jax.vmap(functools.partial(take_rows, method=method))(hidden, positions)
 
 
+@jax.custom_vjp
+def _low_precision_logits(hidden, table):
+    return jnp.einsum("...e,ve->...v", hidden, table.astype(hidden.dtype), preferred_element_type=jnp.float32)
+
+
+def _logits_fwd(hidden, table):
+    return _low_precision_logits(hidden, table), (hidden, table)
+
+
+def _logits_bwd(residuals, g):
+    hidden, table = residuals
+    # Both gradient products in the compute dtype, accumulated in float32. Left to itself XLA would run them on
+    # the float32 cotangent and float32 master table (it may drop the round trip float32 → bf16 → float32), at
+    # TF32 speed: half a millisecond of a RoFormerV2-base step on an H100-class card.
+    g = g.astype(hidden.dtype)
+    weights = table.astype(hidden.dtype)
+    d_hidden = jnp.einsum("...v,ve->...e", g, weights, preferred_element_type=jnp.float32).astype(hidden.dtype)
+    d_table = jnp.einsum("...v,...e->ve", g, hidden, preferred_element_type=jnp.float32).astype(table.dtype)
+    return d_hidden, d_table
+
+
+_low_precision_logits.defvjp(_logits_fwd, _logits_bwd)
+
+
+def vocabulary_logits(hidden, table):
+    """`hidden · tableᵀ` in float32 for `hidden` `[..., E]` and a (tied) embedding `table` `[V, E]`.
+
+    The table is cast to `hidden`'s dtype and the products accumulate in float32. Under mixed precision the
+    backward products take the cotangent in the compute dtype too (rounded from float32, as autocast frameworks
+    do); in float32 everything is plain float32.
+    """
+    if jnp.dtype(hidden.dtype) == jnp.float32:
+        return jnp.einsum("...e,ve->...v", hidden, table.astype(hidden.dtype), preferred_element_type=jnp.float32)
+    return _low_precision_logits(hidden, table)
+
+
 class TokenEmbedding(nn.Module):
     """`nn.Embed` whose lookup gathers in `param_dtype` and casts after, with the gradient method of `lookup`."""
 

@@ -62,6 +62,34 @@ def test_take_rows_bf16_gradient_accumulates_in_float32(rng, cast_inside):
     np.testing.assert_allclose(np.asarray(grad)[3], gradient[3], rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_vocabulary_logits_and_gradients_match_float64(rng, dtype):
+    from rofjax.nn.embedding import vocabulary_logits
+
+    with jax.default_matmul_precision("float32"):        # float32 products on a GPU too, not TF32
+        _check_vocabulary_logits(rng, dtype, vocabulary_logits)
+
+
+def _check_vocabulary_logits(rng, dtype, vocabulary_logits):
+    hidden = jnp.asarray(rng.normal(size=(2, 3, 8)), dtype)
+    table = rng.normal(size=(50, 8)).astype(np.float32)
+    upstream = rng.normal(size=(2, 3, 50)).astype(np.float32)
+    h64 = np.asarray(hidden, np.float64)
+    w64 = np.asarray(jnp.asarray(table, dtype), np.float64)          # the table as the compute dtype sees it
+    # Under bf16 compute the backward takes the cotangent in bf16 (float32 sums of exact products).
+    g64 = np.asarray(jnp.asarray(upstream, dtype), np.float64)
+    logits, pullback = jax.vjp(vocabulary_logits, hidden, jnp.asarray(table))
+    d_hidden, d_table = pullback(jnp.asarray(upstream))
+    assert logits.dtype == jnp.float32 and d_hidden.dtype == hidden.dtype and d_table.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(logits), h64 @ w64.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(d_table), g64.reshape(-1, 50).T @ h64.reshape(-1, 8), rtol=1e-5,
+                               atol=1e-5)
+    expected_d_hidden = g64 @ w64
+    if dtype == "bfloat16":
+        expected_d_hidden = np.asarray(jnp.asarray(expected_d_hidden, jnp.bfloat16), np.float64)
+    np.testing.assert_allclose(np.asarray(d_hidden, np.float64), expected_d_hidden, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("method", ["gather", "one_hot"])
 def test_gather_positions_matches_take_along_axis(rng, method):
     hidden = rng.normal(size=(3, 10, 5)).astype(np.float32)
@@ -254,6 +282,43 @@ def test_cudnn_attention_runs_inside_scanned_layers(rng):
     params = model.init(jax.random.key(0), ids)
     grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, ids).astype(jnp.float32) ** 2)))(params)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree_util.tree_leaves(grads))
+
+
+@on_gpu
+@pytest.mark.parametrize("packed", [False, True])
+def test_cudnn_attention_layer_equals_xla_on_every_row_including_those_with_no_key(rng, packed):
+    # With padding lengths the layer sets cuDNN's rows without a valid key after its output projection (to the bias
+    # alone); tokens outside packed documents are zeroed before it. Either way: the reference's values and gradients.
+    from tests import numpy_reference as ref
+
+    x = jnp.asarray(rng.normal(size=(3, 128, 128)), jnp.bfloat16)
+    kwargs, key_mask = {}, None
+    if packed:
+        doc_ids = np.zeros((3, 128), np.int32)
+        doc_ids[0, :60], doc_ids[0, 60:100] = 1, 2
+        doc_ids[1, :] = 1
+        kwargs = {"doc_ids": jnp.asarray(doc_ids)}
+        empty = doc_ids == 0
+    else:
+        lengths = np.array([128, 50, 0])
+        key_mask = jnp.asarray(np.arange(128)[None, :] < lengths[:, None])
+        empty = np.broadcast_to((lengths == 0)[:, None], (3, 128))
+    outputs, grads = {}, {}
+    for implementation in ("xla", "cudnn"):
+        # The reference is the explicit softmax (`attention_normalize`: a row with no valid key is zeros).
+        layer = MultiHeadAttention(num_heads=2, head_size=64, implementation=implementation, dtype=jnp.bfloat16,
+                                   max_documents=4 if packed else None, use_fused_softmax=implementation != "xla")
+        params = ref.randomize(layer.init(jax.random.key(0), x), np.random.default_rng(1), scale=0.1)
+        run = jax.jit(lambda p, x, layer=layer: layer.apply(p, x, key_mask, **kwargs))
+        outputs[implementation] = np.asarray(run(params, x), np.float32)
+        grads[implementation] = jax.jit(jax.grad(lambda p, x, run=run: jnp.sum(run(p, x).astype(jnp.float32) ** 2),
+                                                 argnums=(0, 1)))(params, x)
+    bias = np.asarray(jnp.asarray(params["params"]["o_dense"]["bias"], jnp.bfloat16), np.float32)
+    assert np.array_equal(outputs["cudnn"][empty], np.broadcast_to(bias, outputs["cudnn"][empty].shape))
+    assert np.array_equal(outputs["cudnn"][empty], outputs["xla"][empty])
+    assert _relative_error(outputs["cudnn"], outputs["xla"]) < 2e-2
+    for a, b in zip(jax.tree_util.tree_leaves(grads["cudnn"]), jax.tree_util.tree_leaves(grads["xla"])):
+        assert _relative_error(a, b) < 3e-2
 
 
 # TPU splash attention, run by the Pallas interpreter on CPU --------------------------------------------------------

@@ -29,3 +29,21 @@ def test_feedforward_matches_formula(rng, activation, numpy_fn):
 def test_unknown_activation_lists_the_known_ones():
     with pytest.raises(ValueError, match="'gleu'.*gelu"):
         get_activation("gleu")
+
+
+def test_relu_derivative_is_read_from_the_output_and_matches_the_step_function():
+    from rofjax.nn.activations import relu
+
+    x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.0, np.nan], np.float32)
+    step = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    grad = jax.grad(lambda v: (relu(v) * np.arange(1.0, 7.0, dtype=np.float32)).sum())(x)
+    np.testing.assert_array_equal(np.asarray(grad), step * np.arange(1.0, 7.0))
+    _, tangent = jax.jvp(relu, (x,), (np.full_like(x, 2.0),))
+    np.testing.assert_array_equal(np.asarray(tangent), 2.0 * step)
+    # The backward pass reads the output, not the pre-activation: the matmul's only user is the ReLU itself,
+    # which lets XLA fold it into cuBLASLt's epilogue on a GPU.
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w, v: relu(v @ w).sum()))(np.ones((3, 4), np.float32),
+                                                                     np.ones((2, 3), np.float32)).jaxpr
+    pre_activation = next(e for e in jaxpr.eqns if e.primitive.name == "dot_general").outvars[0]
+    readers = [e.primitive.name for e in jaxpr.eqns if any(v is pre_activation for v in e.invars)]
+    assert readers == ["custom_jvp_call"]
