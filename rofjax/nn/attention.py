@@ -393,6 +393,15 @@ class MultiHeadAttention(nn.Module):
                 raise
         if out is None and fusable and not dropout_active:
             out = jax.nn.dot_product_attention(q, k, v, mask=mask4, scale=scale)
+            if mask4 is not None:
+                # Its masked logits are a large negative number, not −inf: a row with no valid key would average
+                # every value instead of being zero as in `attention_normalize`.
+                has_key = jnp.any(mask4, axis=-1)                                  # [batch|1, heads|1, q]
+                if has_key.shape[1] == 1:
+                    valid_rows = jnp.broadcast_to(has_key[:, 0], (batch, length))
+                else:
+                    keep = jnp.transpose(has_key, (0, 2, 1))[..., None]            # [batch|1, q, heads, 1]
+                    out = jnp.where(keep, out, jnp.zeros_like(out))
         if out is None:
             logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
             weights = attention_normalize(logits, mask4, self.normalization,

@@ -123,6 +123,27 @@ def test_fused_and_explicit_softmax_paths_agree_under_jit(rng):
     np.testing.assert_allclose(np.asarray(a)[mask], np.asarray(b)[mask], atol=1e-5)
 
 
+@pytest.mark.parametrize("per_head", [False, True])
+def test_fused_path_rows_without_a_valid_key_equal_the_explicit_paths(rng, per_head):
+    # jax.nn.dot_product_attention masks with a large negative number: left alone, an empty row averages the values.
+    x = rng.normal(size=(3, 8, 16)).astype(np.float32)
+    if per_head:
+        mask = rng.random((3, 2, 8, 8)) < 0.25
+        mask[0, 1, 3] = False                               # at least one empty row, in one head only
+        assert not mask.any(-1).all()
+    else:
+        mask = np.arange(8)[None, :] < np.array([[8], [3], [0]])
+    outputs, grads = {}, {}
+    for fused in (True, False):
+        module = MultiHeadAttention(num_heads=2, head_size=8, use_fused_softmax=fused)
+        params = ref.randomize(module.init(jax.random.key(0), x), np.random.default_rng(1), scale=0.4)
+        outputs[fused] = np.asarray(module.apply(params, x, mask))
+        grads[fused] = jax.grad(lambda p, x, module=module: jnp.sum(module.apply(p, x, mask) ** 2), argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(outputs[True], outputs[False], atol=2e-5, rtol=2e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(grads[True]), jax.tree_util.tree_leaves(grads[False])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-4, rtol=2e-4)
+
+
 def test_asking_for_intermediates_records_the_weights_of_the_fused_path(rng):
     """The fused softmax never forms the weights; asking for `intermediates` takes the explicit path, which records
     them, and gives the same output."""

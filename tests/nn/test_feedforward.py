@@ -23,7 +23,9 @@ def test_feedforward_matches_formula(rng, activation, numpy_fn):
     p = {k: {n: np.asarray(v, np.float64) for n, v in layer.items()} for k, layer in params["params"].items()}
     hidden = numpy_fn(x.astype(np.float64) @ p["i_dense"]["kernel"] + p["i_dense"]["bias"])
     expected = hidden @ p["o_dense"]["kernel"] + p["o_dense"]["bias"]
-    np.testing.assert_allclose(np.asarray(module.apply(params, x)), expected, atol=3e-5, rtol=3e-5)
+    with jax.default_matmul_precision("float32"):            # on a GPU too, where the default is TF32
+        got = module.apply(params, x)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=3e-5, rtol=3e-5)
 
 
 def test_unknown_activation_lists_the_known_ones():
