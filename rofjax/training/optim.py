@@ -63,7 +63,7 @@ def optim_config(**overrides) -> ml_collections.ConfigDict:
     c.min_dim_size_to_factor = 128           # adafactor factors the second moment of tensors this wide
     c.clip_norm = 1.0                        # global gradient-norm clipping before the optimiser; 0: none
     c.grad_accum_steps = 1                   # micro-batches per update (the schedule counts updates)
-    c.param_lr = []                          # [(path regex, lr multiplier), ...]: first match wins, 0 freezes
+    c.param_lr = ()                          # ((path regex, lr multiplier), ...): first match wins, 0 freezes
     c.lock()
     for key, value in overrides.items():
         if key not in c:

@@ -183,6 +183,19 @@ def test_no_decay_set_on_the_command_line_spares_the_matching_parameters():
     np.testing.assert_allclose(np.asarray(updates["kernel"]), -0.5 * 0.1 * 3.0, rtol=1e-6)
 
 
+def test_param_lr_set_on_the_command_line_scales_and_freezes_the_matching_parameters():
+    config = _command_line("--config.optim.param_lr=(('^head', 2.0), ('^frozen', 0.0))", "--config.optim.lr=0.5",
+                           "--config.optim.decay=constant", "--config.optim.weight_decay=0.0",
+                           "--config.optim.name=lion")
+    params = {"head": jnp.zeros((2,)), "frozen": jnp.zeros((2,)), "body": jnp.zeros((2,))}
+    tx = build_optimizer(config.optim, total_steps=10, params=params)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["body"]), -0.5)            # lion: −lr · sign(…)
+    np.testing.assert_allclose(np.asarray(updates["head"]), -1.0)
+    np.testing.assert_allclose(np.asarray(updates["frozen"]), 0.0)
+
+
 def _numpy_lion(grads, b2, b1=0.9, lr=0.1, weight_decay=0.0):
     """Lion (Chen et al. 2023): Δ = −lr·(sign(β₁m + (1−β₁)g) + λp), then m ← β₂m + (1−β₂)g."""
     m, out = np.zeros(3), []
