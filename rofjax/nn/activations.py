@@ -22,8 +22,9 @@ def relu(x):
     """`max(x, 0)`, with `jax.nn.relu`'s derivative (1 where x > 0, else 0) read from the output.
 
     `y > 0` exactly where `x > 0`, so the gradient is the same; but the backward pass then needs `y`, which the next
-    layer keeps anyway, instead of `x`. The matmul producing `x` is left with one user, the maximum, which XLA folds
-    into cuBLASLt's ReLU epilogue on a GPU: a feed-forward block no longer writes and keeps its pre-activation.
+    layer keeps anyway, instead of `x`: a feed-forward block keeps one `[tokens, FFN]` tensor for its backward pass
+    instead of two, and the matmul producing `x` has the maximum as its only reader (the form a GEMM epilogue
+    could absorb; XLA 0.11.2 did not, on an H200).
     """
     return jnp.maximum(x, jnp.zeros_like(x))
 
