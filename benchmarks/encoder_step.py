@@ -53,7 +53,7 @@ PEAK_BF16 = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H20
              "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12}
 GPU_VARIANTS = ("all_logits+xla+gather,all_logits+xla+one_hot,masked_logits+xla+one_hot,"
                 "masked_logits+cudnn+one_hot+no_attn_dropout,masked_logits+cudnn+one_hot+fused_dropout")
-TRAINER_GPU_VARIANTS = "unrolled,unrolled+no_attn_dropout,unrolled+fused_dropout,scan"
+TRAINER_GPU_VARIANTS = "unrolled+fused_dropout+docs1,unrolled+no_dropout+docs1,unrolled+fused_dropout,scan"
 
 
 def parse_args(argv=None):
