@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_check.sh measure    # the fastest Trainer settings traced, PyTorch eager / torch.compile vs
 #                                           # rofjax (~6 min)
 #   bash benchmarks/gpu_check.sh tests      # the GPU cases of the test suite (more than 100 s on an H200)
+#   bash benchmarks/gpu_check.sh lst        # Ladder Side-Tuning memory and step time at base size (not run yet)
 set -u
 STAGE=${1:-measure}
 OUT=${OUT:-gpu_check}
@@ -45,9 +46,14 @@ measure)
     | grep -o 'epilogue":"[A-Z_]*"' | sort | uniq -c | tr '\n' ' ')"
   run step 220 $B --sections step --json "$OUT/step.json" --variants masked_logits+cudnn+one_hot+fused_dropout
   ;;
+lst)
+  # Ladder Side-Tuning against full and regex-frozen fine-tuning at base size: compiled and device peak memory,
+  # step time (each method in its own process).
+  run lst 400 python3 benchmarks/lst.py --batch 32 --steps 5 --dtype bfloat16 --json "$OUT/lst.json" --png "$OUT/lst.png"
+  ;;
 tests)
   # The accelerator cases of the test suite (cuDNN attention against the reference, the dense-gradient lookups).
   run tests 180 python3 -m pytest -q -p no:cacheprovider tests/nn/test_fast_paths.py tests/nn/test_feedforward.py
   ;;
-*) echo "unknown stage $STAGE (diagnose | measure | tests)"; exit 2 ;;
+*) echo "unknown stage $STAGE (diagnose | measure | tests | lst)"; exit 2 ;;
 esac

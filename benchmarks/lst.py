@@ -17,6 +17,7 @@ Ratios are against `full` measured in the same run.
 
     python benchmarks/lst.py                                  # base backbone, 128 and 512 tokens, batch 4 (CPU)
     python benchmarks/lst.py --batch 32 --json out.json --png lst.png
+    python benchmarks/lst.py --batch 32 --dtype bfloat16      # on a GPU (bash benchmarks/gpu_check.sh lst)
     python benchmarks/lst.py --preset bert_tiny --lengths 32 --steps 2   # a smoke run
 """
 
@@ -36,7 +37,7 @@ METHODS = ("full", "frozen", "su", "gated")
 FROZEN_BACKBONE = [(r"^encoder/(embeddings|transformer)/", 0.0)]
 
 
-def build(method: str, preset: str, length: int, batch: int):
+def build(method: str, preset: str, length: int, batch: int, dtype: str = "float32"):
     import jax
     from flax import linen as nn
 
@@ -48,7 +49,7 @@ def build(method: str, preset: str, length: int, batch: int):
     from rofjax.training.state import Trainer, abstract_params, trained_params
     from rofjax.training.tasks import ClassificationTask
 
-    model_config = get_preset(preset, max_position_embeddings=max(512, length))
+    model_config = get_preset(preset, max_position_embeddings=max(512, length), dtype=dtype)
     lst = dict(lst=method) if method in ("su", "gated") else {}
     if method == "su" and model_config.num_layers < 4:                  # a tiny smoke-test backbone
         lst["side_num_layers"] = model_config.num_layers
@@ -99,10 +100,10 @@ def compiled_bytes(trainer, batch: int, example_batch) -> int | None:
         return None
 
 
-def measure(method: str, preset: str, length: int, batch: int, steps: int) -> dict:
+def measure(method: str, preset: str, length: int, batch: int, steps: int, dtype: str = "float32") -> dict:
     import jax
 
-    task, trainer, trainable = build(method, preset, length, batch)
+    task, trainer, trainable = build(method, preset, length, batch, dtype)
     example = batch_of(task, batch)
     row = {"method": method, "length": length, "batch": batch, "trainable": trainable,
            "compiled_bytes": compiled_bytes(trainer, batch, example)}
@@ -129,6 +130,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3,
                         help="timed steps per method, after one warm-up (0: compiled memory only, nothing run)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 on an accelerator)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--png", help="draw the bar chart here (needs matplotlib: pip install 'rofjax[bench]')")
     parser.add_argument("--worker", help=argparse.SUPPRESS)      # method:length, run in this process
@@ -136,7 +138,7 @@ def main(argv=None):
 
     if args.worker:
         method, length = args.worker.split(":")
-        print(json.dumps(measure(method, args.preset, int(length), args.batch, args.steps)), flush=True)
+        print(json.dumps(measure(method, args.preset, int(length), args.batch, args.steps, args.dtype)), flush=True)
         return None
 
     rows = []
@@ -144,7 +146,7 @@ def main(argv=None):
         for method in args.methods.split(","):
             # One process per method: the device's peak memory is per process, and compile caches do not mix.
             command = [sys.executable, os.path.abspath(__file__), "--worker", f"{method}:{length}", "--preset",
-                       args.preset, "--batch", str(args.batch), "--steps", str(args.steps)]
+                       args.preset, "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype]
             out = subprocess.run(command, capture_output=True, text=True)
             if out.returncode:
                 sys.exit(f"{method} at {length} tokens failed:\n{out.stderr[-3000:]}")
@@ -161,7 +163,7 @@ def report(rows: list[dict], args) -> None:
     def ratio(row, full, key):
         return f"{row[key] / full[key]:.2f}" if row.get(key) and full.get(key) else "–"
 
-    print(f"\n{args.preset}, batch {args.batch}, {rows[0]['device']}; ratios against full fine-tuning, same run\n")
+    print(f"\n{args.preset}, batch {args.batch}, {args.dtype}, {rows[0]['device']}; ratios against full fine-tuning, same run\n")
     print("| tokens | method | trainable params | compiled peak MiB | × full | device peak MiB | × full "
           "| step s | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -174,7 +176,7 @@ def report(rows: list[dict], args) -> None:
               f"{row['step_s'] or 0:.3f} | {speed} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"preset": args.preset, "batch": args.batch, "rows": rows}, f, indent=2)
+            json.dump({"preset": args.preset, "batch": args.batch, "dtype": args.dtype, "rows": rows}, f, indent=2)
     if args.png:
         chart(rows, args)
 
