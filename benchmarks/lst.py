@@ -163,7 +163,8 @@ def report(rows: list[dict], args) -> None:
     def ratio(row, full, key):
         return f"{row[key] / full[key]:.2f}" if row.get(key) and full.get(key) else "–"
 
-    print(f"\n{args.preset}, batch {args.batch}, {args.dtype}, {rows[0]['device']}; ratios against full fine-tuning, same run\n")
+    print(f"\n{args.preset}, batch {args.batch}, {args.dtype}, {rows[0]['device']}; "
+          "ratios against full fine-tuning, same run\n")
     print("| tokens | method | trainable params | compiled peak MiB | × full | device peak MiB | × full "
           "| step s | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")

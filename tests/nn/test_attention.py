@@ -138,7 +138,8 @@ def test_fused_path_rows_without_a_valid_key_equal_the_explicit_paths(rng, per_h
         module = MultiHeadAttention(num_heads=2, head_size=8, use_fused_softmax=fused)
         params = ref.randomize(module.init(jax.random.key(0), x), np.random.default_rng(1), scale=0.4)
         outputs[fused] = np.asarray(module.apply(params, x, mask))
-        grads[fused] = jax.grad(lambda p, x, module=module: jnp.sum(module.apply(p, x, mask) ** 2), argnums=(0, 1))(params, x)
+        loss = lambda p, x, module=module: jnp.sum(module.apply(p, x, mask) ** 2)  # noqa: E731
+        grads[fused] = jax.grad(loss, argnums=(0, 1))(params, x)
     np.testing.assert_allclose(outputs[True], outputs[False], atol=2e-5, rtol=2e-5)
     for a, b in zip(jax.tree_util.tree_leaves(grads[True]), jax.tree_util.tree_leaves(grads[False])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-4, rtol=2e-4)
