@@ -84,9 +84,13 @@ def gather_positions(hidden, positions, *, method: str = "auto"):
     return jax.vmap(functools.partial(take_rows, method=method))(hidden, positions)
 
 
+def _logits(hidden, table):
+    return jnp.einsum("...e,ve->...v", hidden, table.astype(hidden.dtype), preferred_element_type=jnp.float32)
+
+
 @jax.custom_vjp
 def _low_precision_logits(hidden, table):
-    return jnp.einsum("...e,ve->...v", hidden, table.astype(hidden.dtype), preferred_element_type=jnp.float32)
+    return _logits(hidden, table)
 
 
 def _logits_fwd(hidden, table):
@@ -116,7 +120,7 @@ def vocabulary_logits(hidden, table):
     do); in float32 everything is plain float32.
     """
     if jnp.dtype(hidden.dtype) == jnp.float32:
-        return jnp.einsum("...e,ve->...v", hidden, table.astype(hidden.dtype), preferred_element_type=jnp.float32)
+        return _logits(hidden, table)
     return _low_precision_logits(hidden, table)
 
 
