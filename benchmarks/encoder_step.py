@@ -14,7 +14,9 @@ Sections:
            row per --trainer-variants entry (scan|unrolled, xla|cudnn, fused_dropout, no_attn_dropout, no_dropout
            (every dropout rate 0: what the masks cost), rbg: train.dropout_prng=unsafe_rbg, docsN: at most N packed
            documents per row (N=1: unpacked rows, plain padding lengths), triton: XLA's Triton GEMM fusions back on
-           (rofjax turns them off on a GPU), cmdbuf: every command-buffer kind XLA uses by default)
+           (rofjax turns them off on a GPU), cmdbuf: every command-buffer kind XLA uses by default, cublaslt:
+           xla_gpu_enable_cublaslt, nomerge: no merging of the q/k/v matmuls; the last four apply to step
+           variants too)
   long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
   compile  compile time of 24 vs 2 scanned layers
 
@@ -183,7 +185,7 @@ def variant_config(args, variant):
 
     parts = set(variant.split("+"))
     known = {"all_logits", "masked_logits", "xla", "cudnn", "gather", "one_hot", "fused_dropout", "no_attn_dropout",
-             "scan", "unrolled", "rbg", "auto", "triton", "cmdbuf"}
+             "scan", "unrolled", "rbg", "auto", "triton", "cmdbuf", "cublaslt", "nomerge"}
     if parts - known:
         raise SystemExit(f"unknown variant part(s) {sorted(parts - known)} in {variant!r}; known: {sorted(known)}")
     values = dict(args.shape, dtype=args.dtype,
@@ -445,7 +447,7 @@ def trainer_overrides(variant):
     """Model-config overrides of a Trainer run named like `unrolled+no_attn_dropout`."""
     parts = set(variant.split("+"))
     known = {"scan", "unrolled", "xla", "cudnn", "fused_dropout", "no_attn_dropout", "no_dropout", "rbg", "triton",
-             "cmdbuf"}
+             "cmdbuf", "cublaslt", "nomerge"}
     unknown = parts - known - {p for p in parts if p.startswith("docs") and p[4:].isdigit()}
     if unknown:
         raise SystemExit(f"unknown trainer variant part(s) {sorted(unknown)} in {variant!r}; "
@@ -464,9 +466,14 @@ def trainer_overrides(variant):
 
 def trainer_compiler_options(variant):
     """Compiler options a variant adds to the library's defaults: `triton` turns XLA's Triton GEMMs back on,
-    `cmdbuf` gives XLA its default command buffers back."""
+    `cmdbuf` gives XLA its default command buffers back, `cublaslt` asks for cuBLASLt matmuls (their epilogues),
+    `nomerge` keeps XLA from merging the q/k/v projections into one matmul."""
     parts = variant.split("+")
     options = {}
+    if "cublaslt" in parts:
+        options["xla_gpu_enable_cublaslt"] = True
+    if "nomerge" in parts:
+        options["xla_gpu_dot_merger_threshold_mb"] = 0
     if "triton" in parts:
         options["xla_gpu_enable_triton_gemm"] = True
     if "cmdbuf" in parts:

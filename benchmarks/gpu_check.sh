@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
 # One GPU session's checks, each section in its own process with its own time limit; inside the step and trainer
 # sections every JAX run is a child process too, so an abort loses one row. Logs, JSON, the profile summary and the
-# profiled step's HLO go to ${OUT:-gpu_check} (the device tool returns at most 8 files).
+# profiled step's HLO go to ${OUT:-gpu_check} (the device tool returns at most 8 files). Several stages run in the
+# order given; every limit is cut to what is left of DEADLINE seconds (default 570) from the start.
 #
 #   bash benchmarks/gpu_check.sh diagnose   # Trainer variants + a profile and the HLO of the best one (~6 min)
 #   bash benchmarks/gpu_check.sh measure    # the fastest Trainer settings traced, PyTorch eager / torch.compile vs
 #                                           # rofjax (~6 min)
-#   bash benchmarks/gpu_check.sh tests      # the GPU cases of the test suite (more than 100 s on an H200)
-#   bash benchmarks/gpu_check.sh lst        # Ladder Side-Tuning memory and step time at base size (not run yet)
+#   bash benchmarks/gpu_check.sh tests      # the GPU cases of the test suite (more than 100 s on an H200;
+#                                           # TESTS_K=EXPR selects some, as pytest -k)
+#   bash benchmarks/gpu_check.sh lst        # Ladder Side-Tuning memory and step time at base size
+#   bash benchmarks/gpu_check.sh ab         # the Trainer step of BASE (a tree of an earlier commit, default .base:
+#                                           # `git archive REV rofjax benchmarks configs | tar -x -C .base`) and of
+#                                           # this tree in the same session, this one traced
+#   bash benchmarks/gpu_check.sh step       # PyTorch eager / torch.compile vs rofjax only
+#   bash benchmarks/gpu_check.sh tests ab lst step   # several, in this order
 set -u
-STAGE=${1:-measure}
 OUT=${OUT:-gpu_check}
+DEADLINE=${DEADLINE:-570}
+BASE=${BASE:-.base}
 mkdir -p "$OUT"
 export JAX_PLATFORMS=cuda PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 run() {   # run NAME SECONDS COMMAND...: output to $OUT/NAME.log, one status line and the results to stdout
   local name=$1 limit=$2
   shift 2
+  local left=$((DEADLINE - SECONDS))
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -lt 20 ]; then echo "== $name: skipped, ${left} s left of ${DEADLINE}"; return; fi
   local start=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
-  echo "== $name: exit $? after $((SECONDS - start)) s"
+  echo "== $name: exit $? after $((SECONDS - start)) s (limit $limit s)"
   grep -v '^    @\|^round\|^warmed\|Warning\|detach()\|return float\|^\*\*\*\|^tracing' "$OUT/$name.log" | tail -n 16
 }
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 B="python3 benchmarks/encoder_step.py --device gpu --rounds 3"
+for STAGE in "${@:-measure}"; do
 case $STAGE in
 diagnose)
   # The best step so far (unrolled, unpacked rows, cuDNN's kernel dropout) traced and its HLO kept; then what the
@@ -53,7 +65,26 @@ lst)
   ;;
 tests)
   # The accelerator cases of the test suite (cuDNN attention against the reference, the dense-gradient lookups).
-  run tests 180 python3 -m pytest -q -p no:cacheprovider tests/nn/test_fast_paths.py tests/nn/test_feedforward.py
+  run tests 180 python3 -m pytest -q -p no:cacheprovider tests/nn/test_fast_paths.py tests/nn/test_feedforward.py \
+    ${TESTS_K:+-k "$TESTS_K"}
   ;;
-*) echo "unknown stage $STAGE (diagnose | measure | tests | lst)"; exit 2 ;;
+ab)
+  # The same Trainer run from the earlier tree and from this one, this one traced and its optimised HLO kept.
+  T=unrolled+fused_dropout+docs1
+  run trainer_base 110 env PYTHONPATH="${PYTHONPATH:-}" python3 "$BASE/benchmarks/encoder_step.py" --device gpu \
+    --rounds 3 --sections trainer --json "$OUT/trainer_base.json" --trainer-variants $T
+  run trainer 120 env XLA_FLAGS="--xla_dump_to=/tmp/rofjax_hlo --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*step.*" \
+    $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T --profile /tmp/rofjax_trace \
+    --profile-variant trainer:$T
+  run profile 30 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 30 --steps 3
+  (cd /tmp/rofjax_hlo 2>/dev/null && tar czf "$OUT/hlo.tgz" ./*step_fn*optimizations.txt)
+  echo "cuBLASLt epilogues in the step: $(cat /tmp/rofjax_hlo/*step_fn*after_optimizations.txt 2>/dev/null \
+    | grep -o 'epilogue":"[A-Z_]*"' | sort | uniq -c | tr '\n' ' ')"
+  ;;
+step)
+  V=masked_logits+cudnn+one_hot+fused_dropout
+  run step 220 $B --sections step --json "$OUT/step.json" --variants $V,$V+nomerge
+  ;;
+*) echo "unknown stage $STAGE (diagnose | measure | tests | lst | ab | step)"; exit 2 ;;
 esac
+done
