@@ -185,6 +185,11 @@ def cudnn_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, max_d
             raise ValueError("cudnn_attention: packed documents need a static max_documents.")
         cudnn = _cudnn_module()
         seqlen, offsets = segment_layout(doc_ids, max_documents)
+        # The kernel's backward writes no dq/dk/dv for tokens outside every document: whatever the buffers held
+        # there (NaN, on an H200) would reach the projections' weight gradients. Selecting q, k and v here makes
+        # the backward select zeros there instead; the forward values inside documents are unchanged.
+        inside = (jnp.asarray(doc_ids) > 0)[:, :, None, None]
+        q, k, v = (jnp.where(inside, t, jnp.zeros_like(t)) for t in (q, k, v))
         out = cudnn.dot_product_attention(q, k, v, q_seqlen=seqlen, kv_seqlen=seqlen, q_offsets=offsets,
                                           kv_offsets=offsets, scale=scale, mask_type=cudnn.MaskType.PADDING,
                                           dropout_rate=dropout_rate, seed=dropout_seed)
