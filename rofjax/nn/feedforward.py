@@ -36,12 +36,8 @@ class FeedForward(nn.Module):
         features = x.shape[-1]
         layer = functools.partial(dense, use_bias=self.use_bias, kernel_init=self.kernel_init,
                                   bias_init=self.bias_init, dtype=self.dtype, param_dtype=self.param_dtype)
-        # The first matmul and its activation run on `[tokens, embed]` rows: XLA's GPU rewriter folds an activation
-        # into cuBLASLt's epilogue only where it reads the matmul itself, not a reshape of it (which a 3-D `Dense`
-        # output is once XLA has made the matmul 2-D).
-        rows = x.reshape(-1, features)
-        h = layer(self.intermediate_size, ("embed", "mlp"), name="i_dense")(rows)
-        h = get_activation(self.activation)(h).reshape(x.shape[:-1] + (self.intermediate_size,))
+        h = layer(self.intermediate_size, ("embed", "mlp"), name="i_dense")(x)
+        h = get_activation(self.activation)(h)
         h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         if self.dropout_rate > 0:
             h = Dropout(self.dropout_rate)(h, deterministic=deterministic)
