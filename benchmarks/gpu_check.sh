@@ -69,13 +69,16 @@ tests)
     ${TESTS_K:+-k "$TESTS_K"}
   ;;
 ab)
-  # The same Trainer run from the earlier tree and from this one, this one traced and its optimised HLO kept.
+  # The same Trainer run from the earlier tree and from this one, this one traced and its optimised HLO kept;
+  # AB_VARIANTS (comma list) adds variants of this tree, each in its own process (e.g. $T+cublaslt,$T+cmdbuf).
   T=unrolled+fused_dropout+docs1
   run trainer_base 110 env PYTHONPATH="${PYTHONPATH:-}" python3 "$BASE/benchmarks/encoder_step.py" --device gpu \
     --rounds 3 --sections trainer --json "$OUT/trainer_base.json" --trainer-variants $T
   run trainer 120 env XLA_FLAGS="--xla_dump_to=/tmp/rofjax_hlo --xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*step.*" \
     $B --sections trainer --json "$OUT/trainer.json" --trainer-variants $T --profile /tmp/rofjax_trace \
     --profile-variant trainer:$T
+  [ -n "${AB_VARIANTS:-}" ] && run trainer_variants 200 $B --sections trainer --json "$OUT/trainer_variants.json" \
+    --trainer-variants "$AB_VARIANTS"
   run profile 30 python3 benchmarks/profile_summary.py /tmp/rofjax_trace --top 30 --steps 3
   (cd /tmp/rofjax_hlo 2>/dev/null && tar czf "$OUT/hlo.tgz" ./*step_fn*optimizations.txt)
   echo "cuBLASLt epilogues in the step: $(cat /tmp/rofjax_hlo/*step_fn*after_optimizations.txt 2>/dev/null \
