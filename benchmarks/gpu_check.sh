@@ -10,6 +10,7 @@
 #   bash benchmarks/gpu_check.sh tests      # the GPU cases of the test suite (more than 100 s on an H200;
 #                                           # TESTS_K=EXPR selects some, as pytest -k)
 #   bash benchmarks/gpu_check.sh lst        # Ladder Side-Tuning memory and step time at base size
+#   bash benchmarks/gpu_check.sh lstprof    # a trace of full fine-tuning's step there (AdaFactor)
 #   bash benchmarks/gpu_check.sh ab         # the Trainer step of BASE (a tree of an earlier commit, default .base:
 #                                           # `git archive REV rofjax benchmarks configs | tar -x -C .base`) and of
 #                                           # this tree in the same session, this one traced
@@ -63,6 +64,12 @@ lst)
   # step time (each method in its own process).
   run lst 400 python3 benchmarks/lst.py --batch 32 --steps 5 --dtype bfloat16 --json "$OUT/lst.json" --png "$OUT/lst.png"
   ;;
+lstprof)
+  # Where full fine-tuning's step goes at base size (AdaFactor, as the CLUE recipes): a trace of three steps.
+  run lstprof 150 python3 benchmarks/lst.py --batch 32 --steps 3 --dtype bfloat16 --methods full --lengths 128 \
+    --profile /tmp/lst_trace --profile-run full:128
+  run lstprof_summary 30 python3 benchmarks/profile_summary.py /tmp/lst_trace --top 30 --steps 3
+  ;;
 tests)
   # The accelerator cases of the test suite (cuDNN attention against the reference, the dense-gradient lookups).
   run tests 180 python3 -m pytest -q -p no:cacheprovider tests/nn/test_fast_paths.py tests/nn/test_feedforward.py \
@@ -88,6 +95,6 @@ step)
   V=masked_logits+cudnn+one_hot+fused_dropout
   run step 220 $B --sections step --json "$OUT/step.json" --variants $V,$V+nomerge
   ;;
-*) echo "unknown stage $STAGE (diagnose | measure | tests | lst | ab | step)"; exit 2 ;;
+*) echo "unknown stage $STAGE (diagnose | measure | tests | lst | lstprof | ab | step)"; exit 2 ;;
 esac
 done

@@ -19,6 +19,7 @@ Ratios are against `full` measured in the same run.
     python benchmarks/lst.py --batch 32 --json out.json --png lst.png
     python benchmarks/lst.py --batch 32 --dtype bfloat16      # on a GPU (bash benchmarks/gpu_check.sh lst)
     python benchmarks/lst.py --preset bert_tiny --lengths 32 --steps 2   # a smoke run
+    python benchmarks/lst.py --batch 32 --dtype bfloat16 --methods full --lengths 128 --profile DIR   # a trace
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def compiled_bytes(compiled) -> int | None:
         return None
 
 
-def measure(method: str, preset: str, length: int, batch: int, steps: int, dtype: str = "float32") -> dict:
+def measure(method: str, preset: str, length: int, batch: int, steps: int, dtype: str = "float32",
+            profile: str | None = None) -> dict:
     import jax
 
     task, trainer, trainable = build(method, preset, length, batch, dtype)
@@ -115,6 +117,13 @@ def measure(method: str, preset: str, length: int, batch: int, steps: int, dtype
         if step:                                              # the first run warms up
             times.append(time.perf_counter() - start)
     row["step_s"] = statistics.median(times) if times else None
+    if profile and state is not None:
+        # Three more steps in a device trace (`benchmarks/profile_summary.py DIR --steps 3` reads it).
+        jax.profiler.start_trace(profile, create_perfetto_trace=True)
+        for _ in range(3):
+            state, metrics = compiled(state, example)
+        jax.block_until_ready(metrics["loss"])
+        jax.profiler.stop_trace()
     stats = jax.devices()[0].memory_stats() or {}
     row["device_peak_bytes"] = stats.get("peak_bytes_in_use")
     row["device"] = jax.devices()[0].device_kind
@@ -132,12 +141,16 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 on an accelerator)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--png", help="draw the bar chart here (needs matplotlib: pip install 'rofjax[bench]')")
+    parser.add_argument("--profile", help="trace three more steps of --profile-run into this folder")
+    parser.add_argument("--profile-run", default="full:128", help="method:length of the traced run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)      # method:length, run in this process
     args = parser.parse_args(argv)
 
     if args.worker:
         method, length = args.worker.split(":")
-        print(json.dumps(measure(method, args.preset, int(length), args.batch, args.steps, args.dtype)), flush=True)
+        profile = args.profile if args.profile and args.worker == args.profile_run else None
+        print(json.dumps(measure(method, args.preset, int(length), args.batch, args.steps, args.dtype, profile)),
+              flush=True)
         return None
 
     rows = []
@@ -145,7 +158,8 @@ def main(argv=None):
         for method in args.methods.split(","):
             # One process per method: the device's peak memory is per process, and compile caches do not mix.
             command = [sys.executable, os.path.abspath(__file__), "--worker", f"{method}:{length}", "--preset",
-                       args.preset, "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype]
+                       args.preset, "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype,
+                       "--profile-run", args.profile_run, *(["--profile", args.profile] if args.profile else [])]
             out = subprocess.run(command, capture_output=True, text=True)
             if out.returncode:
                 # The other rows still count; a missing `full` row leaves its length without ratios.
