@@ -188,15 +188,14 @@ def cudnn_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, max_d
         # The kernel's backward writes no dq/dk/dv for tokens outside every document: whatever the buffers held
         # there (NaN, on an H200) would reach the projections' weight gradients. Selecting q, k and v here makes
         # the backward select zeros there instead; the forward values inside documents are unchanged.
-        inside = (jnp.asarray(doc_ids) > 0)[:, :, None, None]
+        inside = cudnn_valid_rows(batch, doc_ids=doc_ids)[:, :, None, None]
         q, k, v = (jnp.where(inside, t, jnp.zeros_like(t)) for t in (q, k, v))
         out = cudnn.dot_product_attention(q, k, v, q_seqlen=seqlen, kv_seqlen=seqlen, q_offsets=offsets,
                                           kv_offsets=offsets, scale=scale, mask_type=cudnn.MaskType.PADDING,
                                           dropout_rate=dropout_rate, seed=dropout_seed)
         if not zero_empty_rows:
             return out
-        valid = cudnn_valid_rows(batch, doc_ids=doc_ids)
-        return jnp.where(valid[:, :, None, None], out, jnp.zeros_like(out))
+        return jnp.where(inside, out, jnp.zeros_like(out))
     if key_mask is None:
         lengths = jnp.full((batch,), length, jnp.int32)
     else:
