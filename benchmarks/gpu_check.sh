@@ -15,6 +15,7 @@
 #                                           # `git archive REV rofjax benchmarks configs | tar -x -C .base`) and of
 #                                           # this tree in the same session, this one traced
 #   bash benchmarks/gpu_check.sh step       # PyTorch eager / torch.compile vs rofjax only
+#   bash benchmarks/gpu_check.sh loop       # the training program's loop against its bare step (BASE's and this)
 #   bash benchmarks/gpu_check.sh tests ab lst step   # several, in this order
 set -u
 OUT=${OUT:-gpu_check}
@@ -95,6 +96,20 @@ step)
   V=masked_logits+cudnn+one_hot+fused_dropout
   run step 220 $B --sections step --json "$OUT/step.json" --variants $V,$V+nomerge
   ;;
-*) echo "unknown stage $STAGE (diagnose | measure | tests | lst | lstprof | ab | step)"; exit 2 ;;
+loop)
+  # The training program itself (host pipeline: jieba, packing, masking; metrics read back) against its bare step:
+  # RoFormerV2 base masked LM, 32 × 512, packed rows of at most 8 documents, batches made in this process
+  # (a background thread) and by 8 worker processes (data.workers). BASE's tree first: its loop read every step's
+  # metrics before dispatching the next.
+  M="--config configs/pretrain/tiny_mlm.py --config.model.preset=roformer_v2_chinese_char_base
+    --config.model.num_layers=12 --config.model.hidden_size=768 --config.model.num_heads=12
+    --config.model.intermediate_size=3072 --config.model.dtype=bfloat16 --config.model.scan_layers=false
+    --config.model.fused_attention_dropout=true --config.data.max_length=512 --config.data.max_documents=8
+    --config.train.batch_size=32 --config.eval.examples=32 --steps 30 --warm 3 --repeats 1"
+  run loop_base 110 python3 benchmarks/train_loop.py --tree "$BASE" $M
+  run loop 110 python3 benchmarks/train_loop.py $M
+  run loop_workers 110 python3 benchmarks/train_loop.py $M --config.data.workers=8
+  ;;
+*) echo "unknown stage $STAGE (diagnose | measure | tests | lst | lstprof | ab | step | loop)"; exit 2 ;;
 esac
 done

@@ -36,6 +36,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mask_rate = 0.15                  # masked LM: share of words masked
     c.data.pack = True                       # masked LM: pack documents first-fit into rows
     c.data.max_documents = 32                # masked LM packing: documents per row at most (fused-attention segments)
+    c.data.prefetch = 2                      # training batches a background thread keeps ready (0: none)
+    c.data.workers = 0                       # processes making training batches (0: the main process)
 
     c.model = ml_collections.ConfigDict({
         "preset": "roformer_v2_tiny",        # rofjax.models.PRESETS; the fields below override it when set

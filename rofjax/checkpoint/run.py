@@ -478,6 +478,12 @@ class RunFolder:
                         f"{self.path(CHECKPOINTS)}/{step} was saved by a run of another model or optimiser "
                         f"({mismatch}); rerun with the config it was trained with, or choose another "
                         f"--workdir.") from None
+                feeding = self._iterator_mismatch(step, iterator)
+                if feeding:
+                    raise CheckpointMismatchError(
+                        f"{self.path(CHECKPOINTS)}/{step} holds the data position of another input pipeline "
+                        f"({feeding}); rerun with the data config it was trained with, or choose another "
+                        f"--workdir.") from None
                 aside = self._move_aside(step)
                 cause = _first_line(error)
                 warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
@@ -511,6 +517,28 @@ class RunFolder:
         stored_only = [shape for shape in have if shape not in want]
         needed_only = [shape for shape in want if shape not in have]
         return f"stored shape {stored_only[0] if stored_only else '?'} where {needed_only[0] if needed_only else '?'} is needed"
+
+    def _iterator_mismatch(self, step: int, iterator) -> str | None:
+        """How the stored iterator position differs in kind from what `iterator` takes (`None` when it fits or
+        cannot be read — damage). Positions saved by worker processes (`data.workers`) list one state per worker."""
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        try:
+            with open(self.path(os.path.join(CHECKPOINTS, str(step), DATA_ITEM, name)), encoding="utf-8") as f:
+                stored = json.load(f)
+            wanted = iterator.get_state()
+        except Exception:                                  # unreadable is damage
+            return None
+        if not isinstance(stored, dict) or not isinstance(wanted, dict):
+            return None
+
+        def workers(state):
+            return len(state.get("iterators_in_use_indices", ()))
+
+        if set(stored) == set(wanted) and workers(stored) == workers(wanted):
+            return None
+        return (f"saved with config.data.workers={workers(stored)}, this run has config.data.workers="
+                f"{workers(wanted)}" if workers(stored) != workers(wanted) else
+                f"saved as {sorted(stored)}, this run's pipeline has {sorted(wanted)}: data.pack or the task differ")
 
     def _move_aside(self, step: int) -> str:
         if jax.process_index() == 0:

@@ -57,6 +57,8 @@ def validate_config(config) -> None:
               ("eval.best_mode", eval_.best_mode in ("max", "min"), "'max' or 'min'"),
               # [CLS] + one token + [SEP]: a shorter window holds no text at all.
               ("data.max_length", config.data.max_length >= 3, "≥ 3"),
+              ("data.prefetch", config.data.get("prefetch", 2) >= 0, "≥ 0 (0: no background thread)"),
+              ("data.workers", config.data.get("workers", 0) >= 0, "≥ 0 (0: batches made in this process)"),
               ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)")]
     for key, ok, expected in checks:
         if not ok:
@@ -202,7 +204,8 @@ def run(config, workdir: str) -> dict:
         eval_records = spec.split("validation", data.data_dir, config.seed)
         if task.expands_records:
             train_records = [example for record in train_records for example in task.expand(record)]
-        iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed)
+        feeding = {"prefetch": data.get("prefetch", 2), "workers": data.get("workers", 0)}
+        iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed, **feeding)
 
         steps_per_epoch = max(1, -(-len(train_records) // batch_size))
         total = int(train.total_steps) if train.total_steps > 0 else int(train.epochs * steps_per_epoch)
@@ -226,7 +229,8 @@ def run(config, workdir: str) -> dict:
             print(f"resumed from {folder.path('checkpoints')}/{folder.latest_step()}", flush=True)
         else:
             # A fresh start, with a fresh iterator: a damaged checkpoint may have moved it before failing to restore.
-            iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed)
+            iterator.close()
+            iterator = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed, **feeding)
             state = trainer.init_state(config.seed, batch_size)
             if train.init_checkpoint and abstract.frozen is None:
                 state = state.replace(params=load_encoder(train.init_checkpoint, state.params))
@@ -281,16 +285,15 @@ def run(config, workdir: str) -> dict:
             if done is not None:
                 return {k: v for k, v in done.items() if k != "step"}
 
-        window_start, window_tokens = time.perf_counter(), 0
-        while step < total:
-            local = next(iterator)
-            window_tokens += task.tokens(local) * jax.process_count()
-            state, metrics = trainer.train_step(state, global_batch(local, mesh))
-            step += 1
+        window = {"start": time.perf_counter(), "tokens": 0}
+
+        def settle(settled_step: int, metrics) -> None:
+            """Check and report one step's metrics. Called once the step after it has been dispatched, so that
+            reading them back (which waits for the device) leaves the device a step to compute meanwhile."""
             metrics = jax.device_get(metrics)
             if not bool(metrics["finite"]):
                 if train.nonfinite != "skip":
-                    raise NonFiniteLossError(f"non-finite loss or gradient at step {step} (loss "
+                    raise NonFiniteLossError(f"non-finite loss or gradient at step {settled_step} (loss "
                                              f"{float(metrics['loss'])}, gradient norm {float(metrics['grad_norm'])});"
                                              f" the update was not saved. Lower optim.lr or set "
                                              f"train.nonfinite='skip'.")
@@ -299,25 +302,43 @@ def run(config, workdir: str) -> dict:
                 if skipped["in_a_row"] >= train.max_consecutive_skips:
                     raise NonFiniteLossError(f"{skipped['in_a_row']} updates in a row skipped for a non-finite loss "
                                              f"or gradient "
-                                             f"(step {step}; {skipped['total']} in all); lower optim.lr. The last "
-                                             f"checkpoint holds the parameters before them.")
+                                             f"(step {settled_step}; {skipped['total']} in all); lower optim.lr. The "
+                                             f"last checkpoint holds the parameters before them.")
             else:
                 skipped["in_a_row"] = 0
             reporter.progress.update()
-            if step % train.log_every == 0 or step == total:
-                elapsed = max(time.perf_counter() - window_start, 1e-9)
-                row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "finite"},
-                       "tokens_per_s": window_tokens / elapsed}
+            if settled_step % train.log_every == 0 or settled_step == total:
+                elapsed = max(time.perf_counter() - window["start"], 1e-9)
+                row = {"step": settled_step, **{k: float(v) for k, v in metrics.items() if k != "finite"},
+                       "tokens_per_s": window["tokens"] / elapsed}
                 if not bool(metrics["finite"]):
                     row["skipped"] = True
                 if peak:
                     row["mfu"] = (batch_size * train.log_every / elapsed) * flops_per_example / (
                         peak * jax.device_count())
                 reporter.train_row(row)
-                window_start, window_tokens = time.perf_counter(), 0
-            if eval_every and step % eval_every == 0 and step < total:
+                window["start"], window["tokens"] = time.perf_counter(), 0
+
+        # One step stays in flight: step N's metrics are read after step N + 1 is dispatched. Evaluation, saving
+        # and stopping need the state of the step itself (the next step consumes it), so before them every step
+        # is settled: no checkpoint holds an update whose loss was not checked.
+        pending = None
+        while step < total:
+            local = next(iterator)
+            window["tokens"] += task.tokens(local) * jax.process_count()
+            state, metrics = trainer.train_step(state, global_batch(local, mesh))
+            step += 1
+            if pending is not None:
+                settle(*pending)
+            pending = (step, metrics)
+            evaluating = bool(eval_every) and step % eval_every == 0 and step < total
+            saving = step % train.save_every == 0 or step == total or stop["signal"] is not None
+            if evaluating or saving:
+                settle(*pending)
+                pending = None
+            if evaluating:
                 last_eval = run_eval(step)
-            if step % train.save_every == 0 or step == total or stop["signal"] is not None:
+            if saving:
                 folder.save(step, state.checkpointed(), iterator, config, force=stop["signal"] is not None)
             if stop["signal"] is not None:
                 folder.wait()
@@ -332,6 +353,7 @@ def run(config, workdir: str) -> dict:
                   f"(train.nonfinite='skip').", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        iterator.close()                        # stops its prefetch thread, which would otherwise wait forever
         if reporter is not None:
             reporter.close()
         folder.close()

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,34 @@ def test_embedded_corpora_are_snownlps_files_byte_for_byte():
                 "sentiment/neg.txt": "35fa9388f9022b1bbe806fb61355ed484c304b002980bf0064c101f516b53392"}
     for name, digest in expected.items():
         assert hashlib.sha256(embedded_text(name).encode("utf-8")).hexdigest() == digest, name
+
+
+def test_prefetched_batches_and_their_saved_position_match_the_unprefetched_ones(tokenizer):
+    """The background thread prepares batches ahead; the saved position must be the last batch handed out."""
+    from rofjax.data.pipeline import train_iterator
+
+    task = MaskedLMTask(get_preset("roformer_v2_tiny", vocab_size=tokenizer.vocab_size), tokenizer, max_length=64,
+                        max_documents=4)
+    records = [{"text": text} for text, _, _ in itertools.islice(sentiment_reviews(), 0, 2000, 10)]
+
+    def batches(iterator, count):
+        return [next(iterator) for _ in range(count)]
+
+    plain = train_iterator(task, records, batch_size=4, seed=3, prefetch=0)
+    expected = batches(plain, 7)
+    ahead = train_iterator(task, records, batch_size=4, seed=3, prefetch=3)
+    got = batches(ahead, 4)
+    state = ahead.get_state()               # the thread has prepared batches 5–7 by now: they must not count
+    got += batches(ahead, 3)
+    resumed = train_iterator(task, records, batch_size=4, seed=3, prefetch=3)
+    resumed.set_state(state)
+    again = batches(resumed, 3)
+    for iterator in (plain, ahead, resumed):
+        iterator.close()
+    for want, have in zip(expected, got):
+        assert want.keys() == have.keys()
+        for key in want:
+            np.testing.assert_array_equal(want[key], have[key], err_msg=key)
+    for want, have in zip(expected[4:], again):
+        for key in want:
+            np.testing.assert_array_equal(want[key], have[key], err_msg=key)

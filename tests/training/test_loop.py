@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from configs import demo
 from configs.pretrain import tiny_mlm
 from rofjax.checkpoint import restore_params
+from rofjax.checkpoint.tree import CheckpointMismatchError
 from rofjax.training.loop import NonFiniteLossError, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,6 +81,22 @@ def test_resume_is_bit_exact_and_sees_the_same_batches(tmp_path, data_dir, monke
     assert os.listdir(tmp_path / "straight" / "best") and os.listdir(tmp_path / "straight" / "tensorboard")
 
 
+def test_batches_made_by_worker_processes_resume_exactly_and_only_with_as_many_workers(tmp_path, data_dir):
+    config = lambda total: _tiny(demo.get_config(), data_dir, total_steps=total, save_every=2, **{"data.workers": 2})
+    run(config(4), str(tmp_path / "straight"))
+    run(config(2), str(tmp_path / "resumed"))
+    run(config(4), str(tmp_path / "resumed"))
+    a, b = _rows(tmp_path / "straight"), _rows(tmp_path / "resumed")
+    assert [r["step"] for r in b] == [1, 2, 3, 4] and [r["loss"] for r in a] == [r["loss"] for r in b]
+    for x, y in zip(_leaves(restore_params(tmp_path / "straight" / "checkpoints")),
+                    _leaves(restore_params(tmp_path / "resumed" / "checkpoints"))):
+        np.testing.assert_array_equal(x, y)
+    # Another worker count would read other batches: refused, naming the key, and nothing moved or lost.
+    with pytest.raises(CheckpointMismatchError, match=r"config\.data\.workers=2, this run has config\.data\.workers=0"):
+        run(_tiny(demo.get_config(), data_dir, total_steps=6, save_every=2), str(tmp_path / "resumed"))
+    assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2", "4"]
+
+
 def test_nonfinite_loss_stops_with_the_step(tmp_path, data_dir):
     config = _tiny(demo.get_config(), data_dir, total_steps=20, save_every=100)
     config.optim.lr = 1e30
@@ -86,6 +104,24 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path, data_dir):
     config.optim.warmup_steps = 0
     with pytest.raises(NonFiniteLossError, match=r"at step \d+"):
         run(config, str(tmp_path / "nan"))
+
+
+def test_the_first_nonfinite_step_is_named_exactly_and_never_checkpointed(tmp_path, data_dir):
+    """Each step's metrics are read after the next step is dispatched: the report must still name the first
+    non-finite step, log every step before it, and keep no checkpoint of it or of the step after it."""
+    config = _tiny(demo.get_config(), data_dir, total_steps=20, save_every=5)
+    config.optim.clip_norm = 0.0
+    # The update of step 9 throws the weights away, so the loss of step 10, a save step, is the first non-finite.
+    config.optim.piecewise_linear = {0: 1.0, 7: 1.0, 8: 1e30}
+    with pytest.raises(NonFiniteLossError, match=r"at step (\d+)") as raised:
+        run(config, str(tmp_path / "nan"))
+    first_bad = int(re.search(r"at step (\d+)", str(raised.value)).group(1))
+    rows = _rows(tmp_path / "nan")
+    assert [r["step"] for r in rows] == list(range(1, first_bad)) and first_bad == 10
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    saved = sorted(int(name) for name in os.listdir(tmp_path / "nan" / "checkpoints") if name.isdigit())
+    assert saved and saved[-1] < first_bad
+    assert all(np.isfinite(np.asarray(x)).all() for x in _leaves(restore_params(tmp_path / "nan" / "checkpoints")))
 
 
 def test_pretraining_lowers_the_mlm_loss_and_finetune_starts_from_it(tmp_path, data_dir):
