@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 MASKED_SCORE_THRESHOLD = -1e11
 SPARSE_CLIP_EPSILON = 1e-7
@@ -126,6 +125,16 @@ def sparse_global_pointer_crossentropy(y_true, y_pred, mask_zero: bool = True):
     return jnp.mean(jnp.sum(loss, axis=1))
 
 
+def integer_label_crossentropy(logits, labels):
+    """`logsumexp(logits) − logits[label]` over the last axis: optax's `softmax_cross_entropy_with_integer_labels`,
+    equal to it bit for bit, with the label's logit read by comparing every vocabulary index with the label and
+    summing the one logit that matches. Its gradient is then a compare-and-select that fuses into the softmax's,
+    where `take_along_axis`'s is a scatter into a `[positions, vocab]` buffer (a pass of its own, and on CPU a
+    serial scatter-add followed by a transpose). Labels outside `[0, vocab)` read a logit of 0."""
+    hit = labels[..., None] == jnp.arange(logits.shape[-1], dtype=labels.dtype)
+    return jax.nn.logsumexp(logits, axis=-1) - jnp.sum(jnp.where(hit, logits, 0), axis=-1)
+
+
 def masked_lm_crossentropy(labels, logits, weights=None):
     """Mean token cross-entropy over the positions that count.
 
@@ -142,7 +151,7 @@ def masked_lm_crossentropy(labels, logits, weights=None):
     if weights.shape != labels.shape:
         raise ValueError(f"masked_lm_crossentropy: weights {tuple(weights.shape)} must match labels "
                          f"{tuple(labels.shape)}.")
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels.astype(jnp.int32))
+    ce = integer_label_crossentropy(logits.astype(jnp.float32), labels.astype(jnp.int32))
     return jnp.sum(ce * weights) / (jnp.sum(weights) + 1e-7)
 
 

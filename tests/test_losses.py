@@ -185,3 +185,30 @@ def test_losses_reject_mismatched_shapes():
         losses.sparse_global_pointer_crossentropy(jnp.zeros((2, 3, 4), jnp.int32), jnp.zeros((2, 3, 5, 5)))
     with pytest.raises(ValueError, match=r"\(2, 5\).*\(2, 4, 7\)"):
         losses.masked_lm_crossentropy(jnp.zeros((2, 5), jnp.int32), jnp.zeros((2, 4, 7)))
+
+
+def test_integer_label_crossentropy_is_optaxs_bit_for_bit_and_its_gradient_needs_no_scatter(rng):
+    import optax
+
+    from rofjax.losses import integer_label_crossentropy
+
+    logits = (rng.normal(size=(3, 5, 37)) * 4).astype(np.float32)
+    labels = rng.integers(0, 37, size=(3, 5)).astype(np.int32)
+    weights = rng.uniform(size=(3, 5)).astype(np.float32)
+    ours = integer_label_crossentropy(jnp.asarray(logits), jnp.asarray(labels))
+    np.testing.assert_array_equal(ours, optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+    wide = logits.astype(np.float64)
+    top = wide.max(-1, keepdims=True)
+    log_norm = np.log(np.exp(wide - top).sum(-1)) + top[..., 0]
+    label_logit = np.take_along_axis(wide, labels[..., None], -1)[..., 0]
+    np.testing.assert_allclose(ours, log_norm - label_logit, rtol=1e-6, atol=1e-6)
+
+    def weighted(x):
+        return jnp.sum(weights * integer_label_crossentropy(x, jnp.asarray(labels)))
+
+    softmax = np.exp(wide - log_norm[..., None])
+    one_hot = np.eye(37)[labels]
+    np.testing.assert_allclose(jax.grad(weighted)(jnp.asarray(logits)), weights[..., None] * (softmax - one_hot),
+                               rtol=1e-5, atol=1e-6)
+    assert "scatter" not in jax.jit(jax.grad(weighted)).lower(jnp.asarray(logits)).as_text()

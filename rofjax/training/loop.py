@@ -287,10 +287,11 @@ def run(config, workdir: str) -> dict:
 
         window = {"start": time.perf_counter(), "tokens": 0}
 
-        def settle(settled_step: int, metrics) -> None:
+        def settle(settled_step: int, metrics, tokens: int) -> None:
             """Check and report one step's metrics. Called once the step after it has been dispatched, so that
             reading them back (which waits for the device) leaves the device a step to compute meanwhile."""
             metrics = jax.device_get(metrics)
+            window["tokens"] += tokens
             if not bool(metrics["finite"]):
                 if train.nonfinite != "skip":
                     raise NonFiniteLossError(f"non-finite loss or gradient at step {settled_step} (loss "
@@ -325,12 +326,11 @@ def run(config, workdir: str) -> dict:
         pending = None
         while step < total:
             local = next(iterator)
-            window["tokens"] += task.tokens(local) * jax.process_count()
             state, metrics = trainer.train_step(state, global_batch(local, mesh))
             step += 1
             if pending is not None:
                 settle(*pending)
-            pending = (step, metrics)
+            pending = (step, metrics, task.tokens(local) * jax.process_count())
             evaluating = bool(eval_every) and step % eval_every == 0 and step < total
             saving = step % train.save_every == 0 or step == total or stop["signal"] is not None
             if evaluating or saving:
