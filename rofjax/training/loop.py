@@ -245,7 +245,10 @@ def run(config, workdir: str) -> dict:
                 # Its own pass over the data: the training iterator's position is part of the checkpoint.
                 scored = train_iterator(task, train_records, batch_size=batch_size, seed=config.seed + 1)
                 started = time.perf_counter()
-                state, seen = fisher_side_init(config, task, state, scored)
+                try:
+                    state, seen = fisher_side_init(config, task, state, scored)
+                finally:
+                    scored.close()
                 print(f"side network pruned from the backbone by the Fisher information of {seen} training "
                       f"examples ({time.perf_counter() - started:.1f} s)", flush=True)
         folder.save_model_config(task.model_config)      # only once the folder's checkpoints fit this model
