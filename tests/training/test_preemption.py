@@ -45,21 +45,30 @@ def test_sigkill_at_any_moment_then_rerun_resumes(tmp_path, data_dir):
     assert steps == list(range(1, 41))
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
+# With worker processes making the batches, a preemption signals all of them (the whole process group), not only
+# the trainer: the run must still save where it is, and resume from there with its workers.
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir, workers):
     workdir = tmp_path / "preempted"
     command = [sys.executable, "-m", "train.finetune", "--config", "configs/demo.py", f"--workdir={workdir}",
                f"--config.data_dir={data_dir}", "--config.total_steps=100000", "--config.save_every=100000",
                "--config.model.num_layers=1", "--config.model.hidden_size=32", "--config.model.num_heads=2",
                "--config.model.intermediate_size=64", "--config.max_length=32", "--config.batch_size=8",
-               "--config.progress_bar=False"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               "--config.progress_bar=False", f"--config.data.workers={workers}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     while not (workdir / "metrics.jsonl").exists() or len(_rows(workdir)) < 3:
         time.sleep(0.05)
         assert process.poll() is None, process.stdout.read().decode()[-2000:]
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(timeout=120) == 0
     saved = [int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
     assert saved and max(saved) >= 3
+    if workers:
+        command[command.index("--config.total_steps=100000")] = f"--config.total_steps={max(saved) + 2}"
+        finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+        assert [r["step"] for r in _rows(workdir)] == list(range(1, max(saved) + 3))
 
 
 def test_misspelt_override_names_the_key(tmp_path):
