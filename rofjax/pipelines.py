@@ -122,13 +122,13 @@ class Pipeline:
 
     # Tasks ------------------------------------------------------------------------------------------------------
     def _ner(self, texts: Sequence[str]) -> list[list[dict]]:
-        import jax
-
         from rofjax.decode.spans import extract_spans_batch
+        from rofjax.training.tasks.base import fetched_one_behind
 
         best: list[dict[tuple, float]] = [{} for _ in texts]
-        for chunk, batch in self._windows(texts):
-            logits = np.asarray(jax.device_get(self._predict(self.params, batch)))[: len(chunk)]
+        dispatched = ((self._predict(self.params, batch), chunk) for chunk, batch in self._windows(texts))
+        for logits, chunk in fetched_one_behind(dispatched):
+            logits = np.asarray(logits)[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.task.threshold,
                                           labels=self.task.types, with_scores=True)
             for (index, _, offsets), spans in zip(chunk, decoded):
@@ -143,6 +143,8 @@ class Pipeline:
         import jax
         import jax.numpy as jnp
 
+        from rofjax.training.tasks.base import fetched_one_behind
+
         task = self.task
         records = [{task.text_key: item[0], **({task.pair_key: item[1]} if task.pair_key else {})}
                    if isinstance(item, tuple) else {task.text_key: item, **({task.pair_key: ""} if task.pair_key
@@ -151,12 +153,17 @@ class Pipeline:
         if not hasattr(self, "_probabilities"):          # compiled once per pipeline, not once per call
             self._probabilities = jax.jit(lambda p, b: jax.nn.softmax(task._logits(p, b).astype(jnp.float32), -1))
         probabilities = self._probabilities
+
+        def dispatched():
+            for start in range(0, len(records), self.batch_size):
+                chunk = [task._inputs(r) for r in records[start:start + self.batch_size]]
+                rows = chunk + [chunk[0]] * (self.batch_size - len(chunk))
+                batch = {k: np.stack([r[k] for r in rows]) for k in ("input_ids", "segment_ids")}
+                yield probabilities(self.params, batch), len(chunk)
+
         out = []
-        for start in range(0, len(records), self.batch_size):
-            chunk = [task._inputs(r) for r in records[start:start + self.batch_size]]
-            rows = chunk + [chunk[0]] * (self.batch_size - len(chunk))
-            batch = {k: np.stack([r[k] for r in rows]) for k in ("input_ids", "segment_ids")}
-            out.extend(np.asarray(jax.device_get(probabilities(self.params, batch)))[: len(chunk)])
+        for result, rows in fetched_one_behind(dispatched()):
+            out.extend(np.asarray(result)[:rows])
         names = self.label_names or [str(i) for i in range(task.num_labels)]
         return [{"label": names[int(np.argmax(p))], "score": round(float(np.max(p)), 4),
                  "scores": {name: round(float(x), 4) for name, x in zip(names, p)}} for p in out]

@@ -139,3 +139,20 @@ def test_pretraining_lowers_the_mlm_loss_and_finetune_starts_from_it(tmp_path, d
     started = restore_params(tmp_path / "ft" / "checkpoints")
     assert started["encoder"]["embeddings"]["word_embeddings"]["embedding"].shape == \
         pretrained["embeddings"]["word_embeddings"]["embedding"].shape
+
+
+def test_decoding_reads_each_batch_back_after_dispatching_the_next():
+    from rofjax.training.tasks.base import fetched_one_behind
+
+    events = []
+
+    def dispatched():
+        for k in range(3):
+            events.append(f"dispatch {k}")
+            yield jax.numpy.full((2,), k), k
+
+    for value, tag in fetched_one_behind(dispatched()):
+        events.append(f"read {tag}")
+        assert isinstance(value, np.ndarray) and value.tolist() == [tag, tag]
+    assert events == ["dispatch 0", "dispatch 1", "read 0", "dispatch 2", "read 1", "read 2"]
+    assert list(fetched_one_behind(iter(()))) == []

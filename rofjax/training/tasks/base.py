@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import grain
@@ -110,8 +110,8 @@ class Task(abc.ABC):
         eval_sums = self.jitted(self.eval_sums)
         sums = None
         examples = (self.eval_example(index, record) for index, record in enumerate(records))
-        for batch in padded_batches(examples, batch_size):
-            out = jax.device_get(eval_sums(params, batch))
+        dispatched = ((eval_sums(params, batch), None) for batch in padded_batches(examples, batch_size))
+        for out, _ in fetched_one_behind(dispatched):
             sums = out if sums is None else {k: sums[k] + out[k] for k in sums}
         return self.summarize(sums) if sums is not None else {}
 
@@ -129,16 +129,33 @@ class Task(abc.ABC):
     def predict_all(self, params, examples: list[dict], batch_size: int) -> np.ndarray:
         """`predict` over encoded examples in fixed-shape batches (the last one padded by repeating a row)."""
         predict = self.jitted(self.predict)
-        outputs = []
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
-            rows = chunk + [chunk[0]] * (batch_size - len(chunk))
-            batch = {k: np.stack([r[k] for r in rows]) for k in self.predict_keys}
-            outputs.append(np.asarray(jax.device_get(predict(params, batch)))[: len(chunk)])
+
+        def dispatched():
+            for start in range(0, len(examples), batch_size):
+                chunk = examples[start:start + batch_size]
+                rows = chunk + [chunk[0]] * (batch_size - len(chunk))
+                batch = {k: np.stack([r[k] for r in rows]) for k in self.predict_keys}
+                yield predict(params, batch), len(chunk)
+
+        outputs = [np.asarray(out)[:rows] for out, rows in fetched_one_behind(dispatched())]
         return np.concatenate(outputs) if outputs else np.zeros((0,))
 
 
 # Helpers the tasks share ------------------------------------------------------------------------------------------
+
+def fetched_one_behind(dispatched: Iterable[tuple]) -> Iterator[tuple]:
+    """`(jax.device_get(result), tag)` for each `(result, tag)` that `dispatched` yields, each result read back only
+    once the next one has been dispatched. `dispatched` starts a batch's computation when asked for it, so the
+    device computes batch k + 1 while the caller decodes (or the generator prepares) batch k on the host; results
+    come in order, and at most two batches' outputs are held on the device."""
+    pending = None
+    for item in dispatched:
+        if pending is not None:
+            yield jax.device_get(pending[0]), pending[1]
+        pending = item
+    if pending is not None:
+        yield jax.device_get(pending[0]), pending[1]
+
 
 def padded_ids(ids: Sequence[int], length: int) -> np.ndarray:
     """One row of token ids padded with 0 (and cut) to `length`, int32."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from rofjax.decode.events import (
@@ -24,7 +23,7 @@ from rofjax.decode.metrics import gplinker_event_scores
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker
 from rofjax.models.flops import encoder_training_flops, global_pointer_flops
-from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
+from rofjax.training.tasks.base import Task, fetched_one_behind, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
@@ -96,8 +95,9 @@ class EventTask(Task):
         predict = self.jitted(self.predict)
         self.report = DecodeReport()
         found: list[set] = [set() for _ in records]
-        for chunk, batch in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
-            spans, heads, tails = jax.device_get(predict(params, batch))
+        dispatched = ((predict(params, batch), chunk) for chunk, batch in
+                      windowed_batches(self.tokenizer, records, self.max_length, batch_size))
+        for (spans, heads, tails), chunk in fetched_one_behind(dispatched):
             decoded = extract_events_batch(spans[: len(chunk)], heads[: len(chunk)], tails[: len(chunk)],
                                            self.labels, [len(p[1]) for p in chunk], threshold=self.threshold,
                                            report=self.report)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from rofjax.decode.metrics import cluener_official_f1
 from rofjax.decode.spans import extract_spans_batch, merge_window_spans, span_prf, spans_to_chars
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import SpanClassifier
-from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
+from rofjax.training.tasks.base import Task, fetched_one_behind, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
@@ -71,9 +70,10 @@ class NERTask(Task):
         decoded in overlapping windows whose spans are mapped back to the text and merged."""
         predict = self.jitted(self.predict)
         found: list[list[list[tuple]]] = [[] for _ in records]
-        for chunk, batch in windowed_batches(self.tokenizer, records, self.max_length, batch_size,
-                                             self.window_stride):
-            logits = jax.device_get(predict(params, batch))[: len(chunk)]
+        dispatched = ((predict(params, batch), chunk) for chunk, batch in
+                      windowed_batches(self.tokenizer, records, self.max_length, batch_size, self.window_stride))
+        for logits, chunk in fetched_one_behind(dispatched):
+            logits = logits[: len(chunk)]
             decoded = extract_spans_batch(logits, [len(p[1]) for p in chunk], threshold=self.threshold,
                                           labels=self.types)
             for (index, _, offsets), spans in zip(chunk, decoded):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from rofjax.decode.relations import extract_triples_batch
 from rofjax.decode.spans import span_prf
 from rofjax.losses import sparse_global_pointer_crossentropy
 from rofjax.models import GPLinker
-from rofjax.training.tasks.base import Task, padded_ids, sparse_pairs
+from rofjax.training.tasks.base import Task, fetched_one_behind, padded_ids, sparse_pairs
 from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 
@@ -83,8 +82,10 @@ class RelationTask(Task):
         """Per record, its `(subject, predicate, object)` triples as text; long texts in overlapping windows."""
         predict = self.jitted(self.predict)
         found: list[set] = [set() for _ in records]
-        for chunk, batch in windowed_batches(self.tokenizer, records, self.max_length, batch_size):
-            entities, heads, tails = (x[: len(chunk)] for x in jax.device_get(predict(params, batch)))
+        dispatched = ((predict(params, batch), chunk) for chunk, batch in
+                      windowed_batches(self.tokenizer, records, self.max_length, batch_size))
+        for outputs, chunk in fetched_one_behind(dispatched):
+            entities, heads, tails = (x[: len(chunk)] for x in outputs)
             decoded = extract_triples_batch(entities, heads, tails, self.predicates, [len(p[1]) for p in chunk],
                                             threshold=self.threshold)
             for (index, _, offsets), triples in zip(chunk, decoded):
