@@ -106,9 +106,9 @@ loop)
     --config.model.intermediate_size=3072 --config.model.dtype=bfloat16 --config.model.scan_layers=false
     --config.model.fused_attention_dropout=true --config.data.max_length=512 --config.data.max_documents=8
     --config.train.batch_size=32 --config.eval.examples=32 --steps 30 --warm 3 --repeats 1"
-  run loop_base 110 python3 benchmarks/train_loop.py --tree "$BASE" $M
-  run loop 110 python3 benchmarks/train_loop.py $M
-  run loop_workers 110 python3 benchmarks/train_loop.py $M --config.data.workers=8
+  run loop_base 150 python3 benchmarks/train_loop.py --tree "$BASE" $M
+  run loop 150 python3 benchmarks/train_loop.py $M
+  run loop_workers 150 python3 benchmarks/train_loop.py $M --config.data.workers=8
   ;;
 *) echo "unknown stage $STAGE (diagnose | measure | tests | lst | lstprof | ab | step | loop)"; exit 2 ;;
 esac

@@ -54,7 +54,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir, workers):
                f"--config.data_dir={data_dir}", "--config.total_steps=100000", "--config.save_every=100000",
                "--config.model.num_layers=1", "--config.model.hidden_size=32", "--config.model.num_heads=2",
                "--config.model.intermediate_size=64", "--config.max_length=32", "--config.batch_size=8",
-               "--config.progress_bar=False", f"--config.data.workers={workers}"]
+               "--config.progress_bar=False", "--config.eval_examples=64", f"--config.data.workers={workers}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
     while not (workdir / "metrics.jsonl").exists() or len(_rows(workdir)) < 3:
