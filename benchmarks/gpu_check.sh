@@ -98,14 +98,18 @@ step)
   ;;
 loop)
   # The training program itself (host pipeline: jieba, packing, masking; metrics read back) against its bare step:
-  # RoFormerV2 base masked LM, 32 × 512, packed rows of at most 8 documents, batches made in this process
-  # (a background thread) and by 8 worker processes (data.workers). BASE's tree first: its loop read every step's
-  # metrics before dispatching the next.
-  M="--config configs/pretrain/tiny_mlm.py --config.model.preset=roformer_v2_chinese_char_base
-    --config.model.num_layers=12 --config.model.hidden_size=768 --config.model.num_heads=12
-    --config.model.intermediate_size=3072 --config.model.dtype=bfloat16 --config.model.scan_layers=false
-    --config.model.fused_attention_dropout=true --config.data.max_length=512 --config.data.max_documents=8
-    --config.train.batch_size=32 --config.eval.examples=32 --steps 30 --warm 3 --repeats 1"
+  # RoFormerV2 base masked LM, 32 × 512, packed rows of at most 8 documents, on the text corpus in .loopdata, batches
+  # made in this process (a background thread) and by 8 worker processes (data.workers). BASE's tree first: its
+  # loop read every step's metrics before dispatching the next. Needs `bash benchmarks/gpu_wheels.sh loop` here.
+  M="--config configs/pretrain/tiny_mlm.py --config.data.dataset=text_corpus --config.data.data_dir=$PWD/.loopdata
+    --config.model.preset=roformer_v2_chinese_char_base --config.model.num_layers=12 --config.model.hidden_size=768
+    --config.model.num_heads=12 --config.model.intermediate_size=3072 --config.model.dtype=bfloat16
+    --config.model.scan_layers=false --config.model.fused_attention_dropout=true --config.data.max_length=512
+    --config.data.max_documents=8 --config.train.batch_size=32 --config.eval.examples=32 --steps 30 --warm 3
+    --repeats 1"
+  if ! python3 -c "import jieba, tensorflow_datasets, tensorboardX" 2>/dev/null || [ ! -s .loopdata/train.txt ]; then
+    echo "== loop: skipped, run 'bash benchmarks/gpu_wheels.sh loop' here and carry .whl and .loopdata"; continue
+  fi
   run loop_base 150 python3 benchmarks/train_loop.py --tree "$BASE" $M
   run loop 150 python3 benchmarks/train_loop.py $M
   run loop_workers 150 python3 benchmarks/train_loop.py $M --config.data.workers=8

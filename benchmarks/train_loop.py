@@ -41,8 +41,9 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 config_path = args.config if os.path.isabs(args.config) else os.path.join(TREE, args.config)
+sys.argv = [sys.argv[0], *overrides]        # config_flags reads sys.argv too: leave it only the overrides
 config_flags.DEFINE_config_file("config", config_path, "training config", lock_config=True)
-flags.FLAGS([sys.argv[0], *overrides])
+flags.FLAGS(sys.argv)
 
 
 def configured(total_steps):
