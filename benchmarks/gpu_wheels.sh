@@ -22,7 +22,7 @@ download grain==0.2.18 array_record==0.8.6 ml_collections==1.1.0 portpicker==1.6
 if [ "${1:-}" = loop ]; then
   download tensorflow-datasets==4.9.10 dm-tree==0.1.10 immutabledict==4.3.1 simple-parsing==0.1.9 \
     docstring-parser==0.18.0 tensorflow-metadata==1.21.0 googleapis-common-protos==1.76.0 termcolor==3.3.0 \
-    toml==0.10.2 tensorboardX==2.6.5
+    toml==0.10.2 tensorboardX==2.6.5 importlib_resources==7.1.0
   "$PY" -m pip wheel -q --no-deps -w .whl jieba==0.42.1 promise==2.3      # published as source only
   "$PY" - <<'EOF'
 import os
