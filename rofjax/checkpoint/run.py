@@ -471,19 +471,15 @@ class RunFolder:
                         item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
                     DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
             except Exception as error:                   # orbax, tensorstore and pytree errors differ
-                mismatch = self._shape_mismatch(step, abstract_state)
-                if mismatch:
-                    # Another model or optimiser, not damage: the checkpoints stay where they are.
+                shapes = self._shape_mismatch(step, abstract_state)
+                feeding = None if shapes else self._iterator_mismatch(step, iterator)
+                if shapes or feeding:
+                    # Another model, optimiser or input pipeline, not damage: the checkpoints stay where they are.
+                    what = (f"was saved by a run of another model or optimiser ({shapes})" if shapes else
+                            f"holds the data position of another input pipeline ({feeding})")
                     raise CheckpointMismatchError(
-                        f"{self.path(CHECKPOINTS)}/{step} was saved by a run of another model or optimiser "
-                        f"({mismatch}); rerun with the config it was trained with, or choose another "
-                        f"--workdir.") from None
-                feeding = self._iterator_mismatch(step, iterator)
-                if feeding:
-                    raise CheckpointMismatchError(
-                        f"{self.path(CHECKPOINTS)}/{step} holds the data position of another input pipeline "
-                        f"({feeding}); rerun with the data config it was trained with, or choose another "
-                        f"--workdir.") from None
+                        f"{self.path(CHECKPOINTS)}/{step} {what}; rerun with the config it was trained with, or "
+                        f"choose another --workdir.") from None
                 aside = self._move_aside(step)
                 cause = _first_line(error)
                 warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
