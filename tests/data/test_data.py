@@ -128,3 +128,27 @@ def test_prefetched_batches_and_their_saved_position_match_the_unprefetched_ones
     for want, have in zip(expected[4:], again):
         for key in want:
             np.testing.assert_array_equal(want[key], have[key], err_msg=key)
+
+
+def test_batches_from_worker_processes_resume_from_the_position_handed_out(tokenizer):
+    """Two processes pack and mask their own shares; the saved position must bring back the batches that followed."""
+    from rofjax.data.pipeline import train_iterator
+
+    task = MaskedLMTask(get_preset("roformer_v2_tiny", vocab_size=tokenizer.vocab_size), tokenizer, max_length=64,
+                        max_documents=4)
+    records = [{"text": text} for text, _, _ in itertools.islice(sentiment_reviews(), 0, 2000, 10)]
+    first = train_iterator(task, records, batch_size=4, seed=3, workers=2)
+    for _ in range(3):
+        next(first)
+    state = first.get_state()
+    expected = [next(first) for _ in range(3)]
+    first.close()
+    resumed = train_iterator(task, records, batch_size=4, seed=3, workers=2)
+    resumed.set_state(state)
+    again = [next(resumed) for _ in range(3)]
+    resumed.close()
+    for want, have in zip(expected, again):
+        assert want.keys() == have.keys()
+        for key in want:
+            np.testing.assert_array_equal(want[key], have[key], err_msg=key)
+    assert len(state["iterators_in_use_indices"]) == 2      # what RunFolder reads to refuse another worker count

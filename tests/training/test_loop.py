@@ -81,6 +81,8 @@ def test_resume_is_bit_exact_and_sees_the_same_batches(tmp_path, data_dir, monke
     assert os.listdir(tmp_path / "straight" / "best") and os.listdir(tmp_path / "straight" / "tensorboard")
 
 
+# Worker processes start slowly on two cores; tests/data/test_data.py checks their saved position in the default run.
+@pytest.mark.slow
 def test_batches_made_by_worker_processes_resume_exactly_and_only_with_as_many_workers(tmp_path, data_dir):
     config = lambda total: _tiny(demo.get_config(), data_dir, total_steps=total, save_every=2, **{"data.workers": 2})
     run(config(4), str(tmp_path / "straight"))

@@ -47,7 +47,7 @@ def test_sigkill_at_any_moment_then_rerun_resumes(tmp_path, data_dir):
 
 # With worker processes making the batches, a preemption signals all of them (the whole process group), not only
 # the trainer: the run must still save where it is, and resume from there with its workers.
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir, workers):
     workdir = tmp_path / "preempted"
     command = [sys.executable, "-m", "train.finetune", "--config", "configs/demo.py", f"--workdir={workdir}",
