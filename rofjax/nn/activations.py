@@ -22,14 +22,22 @@ def relu(x):
     """`max(x, 0)`, with `jax.nn.relu`'s derivative (1 where x > 0, else 0) read from the output.
 
     `y > 0` exactly where `x > 0`, so the gradient is the same; but the backward pass then needs `y`, which the next
-    layer keeps anyway, instead of `x`: a feed-forward block keeps one `[tokens, FFN]` tensor for its backward pass
-    instead of two, and the matmul producing `x` has the maximum as its only reader (the form a GEMM epilogue
-    could absorb; XLA 0.11.2 did not, on an H200, neither on 3-D activations nor on 2-D token rows).
+    matmul keeps anyway, instead of `x`: a feed-forward block keeps one `[tokens, FFN]` tensor for its backward pass
+    instead of two. The mask is read through an optimisation barrier: without it XLA sees that `max(x, 0) > 0` is
+    `x > 0` and reads `x` again in the backward pass, which leaves the matmul producing `x` with two readers, and
+    its GPU rewriter folds a ReLU into cuBLASLt's epilogue only when the maximum is the matmul's one reader. With
+    the barrier the feed-forward's first matmul writes `max(x, 0)` directly (epilogue RELU in the compiled GPU
+    step) instead of writing `x` and running a separate elementwise pass over it.
     """
     return jnp.maximum(x, jnp.zeros_like(x))
 
 
-relu.defjvps(lambda tangent, y, x: jnp.where(y > 0, tangent, jnp.zeros_like(tangent)))
+@relu.defjvp
+def _relu_jvp(primals, tangents):
+    (x,), (tangent,) = primals, tangents
+    y = relu(x)
+    mask_source = jax.lax.optimization_barrier(y)
+    return y, jnp.where(mask_source > 0, tangent, jnp.zeros_like(tangent))
 
 
 def squared_relu(x):

@@ -1,11 +1,13 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from rofjax.nn.activations import get_activation
 from rofjax.nn.feedforward import FeedForward
+from rofjax.parallel.topology import cuda_plugin_installed
 from tests import numpy_reference as ref
 
 _erf = np.vectorize(math.erf)
@@ -49,3 +51,26 @@ def test_relu_derivative_is_read_from_the_output_and_matches_the_step_function()
     pre_activation = next(e for e in jaxpr.eqns if e.primitive.name == "dot_general").outvars[0]
     readers = [e.primitive.name for e in jaxpr.eqns if any(v is pre_activation for v in e.invars)]
     assert readers == ["custom_jvp_call"]
+
+
+@pytest.mark.skipif(not cuda_plugin_installed(), reason="needs JAX's CUDA plugin (pip install 'rofjax[gpu-aot]'; no GPU needed)")
+def test_relu_folds_into_the_matmul_epilogue_of_a_step_compiled_for_a_gpu():
+    """The feed-forward's first matmul writes max(x, 0) itself (cuBLASLt epilogue RELU) in a gradient step
+    compiled for an H100, and no separate elementwise maximum is left."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from rofjax.nn.activations import relu
+    from rofjax.parallel.topology import topology_devices
+
+    mesh = jax.sharding.Mesh(np.array(topology_devices("h100")), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shapes = [(512, 256), (256, 1024), (1024, 256)]
+    args = [jax.ShapeDtypeStruct(shape, jnp.bfloat16, sharding=replicated) for shape in shapes]
+
+    def grads(x, w_in, w_out):
+        return jax.grad(lambda a, b: (relu(x @ a) @ b).astype(jnp.float32).sum(), argnums=(0, 1))(w_in, w_out)
+
+    hlo = jax.jit(grads).trace(*args).lower(lowering_platforms=("cuda",)).compile(
+        compiler_options={"xla_gpu_enable_triton_gemm": False}).as_text()
+    assert hlo.count('"epilogue":"RELU"') == 1
+    assert "fused_maximum" not in hlo
