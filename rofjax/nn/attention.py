@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from rofjax.nn.dense import dense
 from rofjax.nn.dropout import Dropout
+from rofjax.nn.platform import target_platform
 from rofjax.nn.rope import RopeOptions
 
 Dtype = Any
@@ -268,14 +269,6 @@ def splash_attention(q, k, v, *, scale: float, key_mask=None, doc_ids=None, inte
     return jnp.where((segments > 0)[:, :, None, None], out, jnp.zeros_like(out))
 
 
-def attention_platform() -> str:
-    """The platform a step is being built for: the mesh's devices where a mesh is set (ahead-of-time compilation
-    for a TPU slice runs on a CPU host), else JAX's default backend."""
-    mesh = jax.sharding.get_abstract_mesh()
-    device = None if mesh.empty else getattr(mesh, "abstract_device", None)
-    return getattr(device, "platform", None) or jax.default_backend()
-
-
 def fused_implementation(implementation: str, dtype) -> str | None:
     """Which fused kernel `implementation` asks for here: `cudnn`/`splash` as named; `auto`: cuDNN on a GPU with
     bf16/fp16 compute, splash on a TPU; None: no fused kernel (XLA's attention)."""
@@ -286,7 +279,7 @@ def fused_implementation(implementation: str, dtype) -> str | None:
         return implementation
     if implementation == "xla":
         return None
-    platform = attention_platform()
+    platform = target_platform()
     if platform == "tpu":
         return "splash"
     if platform == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):

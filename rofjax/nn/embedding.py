@@ -22,16 +22,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rofjax.nn.platform import target_platform
+
 LOOKUPS: tuple[str, ...] = ("auto", "gather", "one_hot")
 
 
 def resolve_lookup(method: str) -> str:
-    """`auto` → `one_hot` on accelerators (GPU, TPU), `gather` on CPU, where a scatter is cheap."""
+    """`auto` → `one_hot` on accelerators (GPU, TPU), `gather` on CPU, where a scatter is cheap; the platform is the
+    mesh's where one is set, so a step compiled ahead of time for a TPU slice on a CPU host takes the TPU's form."""
     if method not in LOOKUPS:
         raise ValueError(f"Unknown row lookup {method!r}; expected one of {LOOKUPS}.")
     if method != "auto":
         return method
-    return "gather" if jax.default_backend() == "cpu" else "one_hot"
+    return "gather" if target_platform() == "cpu" else "one_hot"
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -376,3 +376,20 @@ def test_splash_attention_runs_per_shard_under_a_mesh(rng):
             outputs[implementation] = np.asarray(jax.jit(lambda p, x, layer=layer: layer.apply(p, x, key_mask))(
                 params, x))
     np.testing.assert_allclose(outputs["splash"][key_mask], outputs["xla"][key_mask], rtol=2e-4, atol=2e-5)
+
+
+def test_auto_row_lookup_follows_the_mesh_platform_not_the_host():
+    """A step compiled ahead of time for a TPU slice or a GPU on a CPU host takes the accelerator's embedding
+    gradient (one-hot matmul), not the host's scatter."""
+    from jax._src.mesh import AbstractDevice
+    from jax.sharding import AbstractMesh
+
+    from rofjax.nn.embedding import resolve_lookup
+
+    assert resolve_lookup("auto") == {"cpu": "gather"}.get(jax.default_backend(), "one_hot")
+    for platform, expected in (("tpu", "one_hot"), ("gpu", "one_hot"), ("cpu", "gather")):
+        mesh = AbstractMesh((1,), ("data",), abstract_device=AbstractDevice(device_kind=platform, num_cores=None,
+                                                                            platform=platform))
+        with jax.sharding.use_abstract_mesh(mesh):
+            assert resolve_lookup("auto") == expected, platform
+    assert resolve_lookup("gather") == "gather"
