@@ -61,3 +61,35 @@ def test_a_tpu_refusal_for_lack_of_hbm_is_read_as_the_memory_asked_for():
                            "temporaries (26.91G) exceeds available HBM (15.75G).")
     assert _out_of_memory(refusal) == int(26.91 * 2**30)
     assert _out_of_memory(RuntimeError("INVALID_ARGUMENT: bad shape")) is None
+
+
+def test_gpu_topologies_parse_to_hosts_and_cards():
+    from rofjax.parallel.topology import GPU_MEMORY_BYTES, parse_topology
+
+    assert parse_topology("h100") == ("gpu", "h100:1x1")
+    assert parse_topology("h100:8") == ("gpu", "h100:1x8")
+    assert parse_topology("h200:2x8") == ("gpu", "h200:2x8")
+    with pytest.raises(ValueError, match="h100, h100:8"):
+        parse_topology("a100:8")
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_topology("h100:0")
+    assert GPU_MEMORY_BYTES["NVIDIA H100 80GB HBM3"] == 81559 * 2**20
+
+
+def _gpu_compile_possible():
+    from rofjax.parallel.topology import cuda_plugin_installed
+
+    return cuda_plugin_installed()
+
+
+@pytest.mark.skipif(not _gpu_compile_possible(), reason="needs JAX's CUDA plugin (pip install 'rofjax[gpu-aot]')")
+def test_tiny_mlm_compiles_for_eight_gpus_without_a_gpu(tmp_path):
+    out = tmp_path / "aot"
+    result = _compile("--config", "configs/pretrain/tiny_mlm.py", "--topology", "h100:8", "--out", str(out),
+                      "--config.mesh.fsdp=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert FITS.match(result.stdout.strip().splitlines()[-1]), result.stdout
+    memory = json.loads((out / "memory.json").read_text())
+    assert memory["devices"] == 8 and memory["device_kind"] == "NVIDIA H100 80GB HBM3"
+    assert memory["device_memory_bytes"] == 81559 * 2**20 and memory["mesh"]["fsdp"] == 8
+    assert "__cublas" in (out / "train_step.hlo.txt").read_text()

@@ -45,7 +45,8 @@ from train._errors import describe_program, parse_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file defining get_config(), or a bundled config by name (clue/tnews).", lock_config=True)
-flags.DEFINE_string("topology", None, "cpu:N, or a TPU slice such as v5e:16x16, v5p:4x4x4, v4:4x4x4.")
+flags.DEFINE_string("topology", None, "cpu:N, a TPU slice such as v5e:16x16, v5p:4x4x4, v4:4x4x4, or GPUs such as "
+                    "h100, h100:8, h200:2x8.")
 flags.DEFINE_string("out", None, "Folder for the compiled step's HLO, memory.json and cost.json.")
 flags.mark_flags_as_required(["config", "topology", "out"])
 
