@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from rofjax.nn.dense import dense
+from rofjax.nn.dense import DenseParams, dense
 from rofjax.nn.dropout import Dropout
 from rofjax.nn.platform import target_platform
 from rofjax.nn.rope import RopeOptions
@@ -323,6 +323,33 @@ class MultiHeadAttention(nn.Module):
     dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
 
+    def _joint_projection(self, x):
+        """q, k and v `[batch, length, heads, size]` from one matmul against the three kernels interleaved per head.
+
+        The values are those of three separate projections; the gradient is what changes form. Its input part is
+        one matmul over the joint `[q|k|v]` cotangent (contracting heads × 3 × size) instead of three matmuls
+        whose outputs are summed, and the RoPE backward fuses into the building of that cotangent, which the
+        weight gradient reads too: on a GPU this removes a pass over dq/dk and the sum of the partial input
+        gradients from every layer's backward (`benchmarks/hlo_traffic.py`). The joint axis is heads-major, so a
+        `tensor` split of the heads stays a contiguous split of it, and the bias stays a vector that the GPU
+        matmul adds in its epilogue."""
+        features = x.shape[-1]
+        heads, size = self.num_heads, self.head_size
+        params = [DenseParams(heads * size, ("embed", "heads"), use_bias=self.use_bias, kernel_init=self.kernel_init,
+                              bias_init=self.bias_init, param_dtype=self.param_dtype, name=name)(features)
+                  for name in ("q_dense", "k_dense", "v_dense")]
+        kernel = jnp.stack([k.reshape(features, heads, size) for k, _ in params], axis=2)
+        kernel = kernel.reshape(features, heads * 3 * size)                               # [embed, (h, 3, s)]
+        bias = None
+        if self.use_bias:
+            bias = jnp.stack([b.reshape(heads, size) for _, b in params], axis=1).reshape(heads * 3 * size)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        joint = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+        if bias is not None:
+            joint = joint + bias
+        joint = joint.reshape(x.shape[:-1] + (heads, 3, size))
+        return joint[..., 0, :], joint[..., 1, :], joint[..., 2, :]
+
     @nn.compact
     def __call__(self, x, mask=None, *, positions=None, doc_ids=None, deterministic: bool = True):
         """`x` `[batch, length, embed]`; `mask` a key mask `[batch, length]` or `[batch, heads|1, length, length]`;
@@ -348,8 +375,11 @@ class MultiHeadAttention(nn.Module):
             out = layer(self.num_heads * size, ("embed", "heads"), name=name)(x)
             return out.reshape(out.shape[:-1] + (self.num_heads, size))
 
-        q, k = projection(key_size, "q_dense"), projection(key_size, "k_dense")
-        v = projection(self.head_size, "v_dense")
+        if key_size == self.head_size:
+            q, k, v = self._joint_projection(x)
+        else:
+            q, k = projection(key_size, "q_dense"), projection(key_size, "k_dense")
+            v = projection(self.head_size, "v_dense")
         if self.use_rope:
             q, k = self.rope.rotate(q, positions), self.rope.rotate(k, positions)
             if self.rotary_value:

@@ -30,3 +30,26 @@ def dense(features: int, kernel_axes: tuple[Axis, Axis], *, name: str, use_bias:
         kernel_init=nn.with_logical_partitioning(kernel_init, tuple(kernel_axes)),
         bias_init=nn.with_logical_partitioning(bias_init, (kernel_axes[1],)), name=name,
     )
+
+
+class DenseParams(nn.Module):
+    """The `kernel` and `bias` that `dense(features, kernel_axes, name=...)` would create, under the same names,
+    shapes, initialisers and partitioning, returned unapplied: for layers that multiply several kernels at once
+    (the attention's q/k/v projections) while keeping each kernel where checkpoints expect it."""
+
+    features: int
+    kernel_axes: tuple[Axis, Axis]
+    use_bias: bool = True
+    kernel_init: Initializer = DEFAULT_KERNEL_INIT
+    bias_init: Initializer = nn.initializers.zeros
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, in_features: int):
+        kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, tuple(self.kernel_axes)),
+                            (in_features, self.features), self.param_dtype)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", nn.with_logical_partitioning(self.bias_init, (self.kernel_axes[1],)),
+                              (self.features,), self.param_dtype)
+        return kernel, bias

@@ -112,6 +112,44 @@ def test_multi_head_attention_matches_reference(rng, method, fused, rotary_value
     np.testing.assert_allclose(got[valid_rows], expected[valid_rows], atol=5e-5, rtol=5e-5)
 
 
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_joint_qkv_projection_gradients_match_the_float64_reference(rng, use_bias):
+    """q, k and v come from one matmul against the stacked kernels; the gradients of every projection parameter
+    and of the input equal the float64 reference's, read as directional derivatives (central differences)."""
+    heads, head_size, d = 2, 8, 12
+    x = rng.normal(size=(2, 7, d)).astype(np.float32)
+    mask = _random_key_mask(rng, 2, 7)
+    readout = rng.normal(size=(2, 7, d))
+    module = MultiHeadAttention(num_heads=heads, head_size=head_size, use_bias=use_bias)
+    params = ref.randomize(module.init(jax.random.key(0), x, mask), rng, scale=0.4)
+    masked_readout = readout * mask[..., None]            # padded query rows are not part of the function
+    grads = jax.grad(lambda p, x: (module.apply(p, x, mask) * masked_readout).sum(), argnums=(0, 1))(params, x)
+
+    def reference_loss(p, x):
+        full = {k: dict(v) for k, v in p["params"].items()}
+        if not use_bias:
+            for layer in full.values():
+                layer["bias"] = np.zeros(layer["kernel"].shape[-1])
+        out = _reference_mha({"params": full}, x, mask, "softmax", heads=heads, head_size=head_size)
+        return float((out * masked_readout).sum())
+
+    for name in ("q_dense", "k_dense", "v_dense"):
+        for leaf in (("kernel", "bias") if use_bias else ("kernel",)):
+            direction = rng.normal(size=params["params"][name][leaf].shape)
+            eps = 1e-4
+            shifted = [jax.tree.map(lambda a: np.asarray(a, np.float64), params) for _ in range(2)]
+            shifted[0]["params"][name][leaf] = shifted[0]["params"][name][leaf] + eps * direction
+            shifted[1]["params"][name][leaf] = shifted[1]["params"][name][leaf] - eps * direction
+            numeric = (reference_loss(shifted[0], x) - reference_loss(shifted[1], x)) / (2 * eps)
+            analytic = float((np.asarray(grads[0]["params"][name][leaf], np.float64) * direction).sum())
+            np.testing.assert_allclose(analytic, numeric, rtol=2e-4, atol=2e-4, err_msg=f"{name}/{leaf}")
+    direction = rng.normal(size=x.shape)
+    x64 = x.astype(np.float64)
+    numeric = (reference_loss(params, x64 + 1e-4 * direction) - reference_loss(params, x64 - 1e-4 * direction)) / 2e-4
+    np.testing.assert_allclose(float((np.asarray(grads[1], np.float64) * direction).sum()), numeric, rtol=2e-4,
+                               atol=2e-4)
+
 def test_fused_and_explicit_softmax_paths_agree_under_jit(rng):
     x = rng.normal(size=(2, 9, 16)).astype(np.float32)
     mask = _random_key_mask(rng, 2, 9)
