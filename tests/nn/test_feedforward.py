@@ -74,3 +74,24 @@ def test_relu_folds_into_the_matmul_epilogue_of_a_step_compiled_for_a_gpu():
         compiler_options={"xla_gpu_enable_triton_gemm": False}).as_text()
     assert hlo.count('"epilogue":"RELU"') == 1
     assert "fused_maximum" not in hlo
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh"])
+def test_gelu_gradients_match_the_formula_and_keep_only_the_input(name, capsys):
+    from jax.ad_checkpoint import print_saved_residuals
+
+    x = np.linspace(-4.0, 4.0, 33)
+    if name == "gelu":
+        cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+        expected = cdf + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    else:
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+        t = np.tanh(inner)
+        expected = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+    activation = get_activation(name)
+    grad = jax.vmap(jax.grad(activation))(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(np.asarray(grad, np.float64), expected, rtol=2e-6, atol=2e-6)
+    # The backward pass recomputes the inner terms from x instead of keeping them.
+    print_saved_residuals(lambda v: activation(v).sum(), jnp.ones((4, 8)))
+    saved = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert saved == ["f32[4,8] from the argument v"], saved
