@@ -19,6 +19,8 @@ Sections:
            variants too)
   long     GAU-α vs RoFormerV2 base at 512, 2048 and 8192 tokens per sequence (FLASH chunks of 256 at 8192)
   compile  compile time of 24 vs 2 scanned layers
+  hlo      on any machine (the `gpu-aot` extra): each step variant compiled for --compile-for (a GPU topology as
+           `train.compile --topology` takes it), its optimised HLO written to --dump-hlo for hlo_traffic.py
 
 MFU is model FLOPs (matmuls of forward + backward = 3 × forward, counted by `encoder_forward_flops` plus the
 vocabulary projection) over the device's peak dense bf16 FLOP/s. rofjax's peak memory is what XLA's compiled
@@ -85,7 +87,9 @@ def parse_args(argv=None):
     parser.add_argument("--profile-variant", default="trainer:scan",
                         help="the run traced: a step variant, or trainer:NAME for a Trainer run")
     parser.add_argument("--dump-hlo", help="write XLA's optimised HLO of the --profile-variant run's step here "
-                        "(isolated runs only)")
+                        "(isolated runs only); the hlo section writes every variant's here")
+    parser.add_argument("--compile-for", default="h200",
+                        help="hlo section: the GPU topology to compile for without one (h100, h200, ...)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="run every JAX run in a child process, so that one that aborts the process loses only "
                              "its own row (default on GPU)")
@@ -98,6 +102,8 @@ def parse_args(argv=None):
     args.variants = args.variants or (GPU_VARIANTS if gpu else "all_logits,masked_logits")
     args.trainer_variants = args.trainer_variants or (TRAINER_GPU_VARIANTS if gpu else "scan")
     args.isolate = gpu if args.isolate is None else args.isolate
+    if args.sections == "hlo":
+        args.isolate = False         # compiles only, in this process, on a CPU host
     args.shape = (dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, vocab_size=12000)
                   if gpu else dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024,
                                    vocab_size=8000))
@@ -107,7 +113,9 @@ def parse_args(argv=None):
 
 def configure(args):
     # Set before jax/torch are imported.
-    if args.device == "cpu":
+    if args.sections == "hlo":
+        os.environ["JAX_PLATFORMS"] = "cpu"      # the GPU is described, not used
+    elif args.device == "cpu":
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=true".strip()
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -208,15 +216,48 @@ def compiled_bytes(compiled):
         return None
 
 
+def masked_lm_step(model, config, parts, optimizer, per_row):
+    """The rofjax masked-LM training step of a variant: `step(params, opt_state, rng, ids, segments, labels)`, the
+    MLM head (`masked_logits`) at `per_row` positions a row (the labelled ones first, then weight-0 padding)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from rofjax.losses import masked_lm_crossentropy
+    from rofjax.models import Encoder
+    from rofjax.nn.embedding import gather_positions
+
+    def loss_fn(p, rng, ids, segments, labels):
+        rngs = {"dropout": rng}
+        hidden = model.apply({"params": p}, ids, segments, deterministic=False, rngs=rngs)
+        if "masked_logits" not in parts:
+            logits = model.apply({"params": p}, hidden, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
+            return masked_lm_crossentropy(labels, logits)
+        # The labelled positions per example, padded to a fixed count (as the MLM pipeline does) with weight 0.
+        order = jnp.argsort(labels == 0, axis=1, stable=True)[:, :per_row]
+        picked_weights = (jnp.take_along_axis(labels, order, 1) != 0).astype(jnp.float32)
+        picked = gather_positions(hidden, order, method=config.embedding_lookup)
+        logits = model.apply({"params": p}, picked, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
+        return masked_lm_crossentropy(jnp.take_along_axis(labels, order, 1), logits, picked_weights)
+
+    def train_step(p, state, rng, ids, segments, labels):
+        rng, step_rng = jax.random.split(rng)
+        loss, grads = jax.value_and_grad(loss_fn)(p, step_rng, ids, segments, labels)
+        updates, state = optimizer.update(grads, state, p)
+        return optax.apply_updates(p, updates), state, rng, loss
+
+    return train_step
+
+
 def jax_runner(args, ids, segments, labels, variant):
+    import functools
+
     import jax
     import jax.numpy as jnp
     import optax
     from flax import linen as nn
 
-    from rofjax.losses import masked_lm_crossentropy
     from rofjax.models import Encoder
-    from rofjax.nn.embedding import gather_positions
     from rofjax.training.state import default_compiler_options
 
     config, parts = variant_config(args, variant)
@@ -226,27 +267,10 @@ def jax_runner(args, ids, segments, labels, variant):
     optimizer = optax.adamw(1e-4, weight_decay=0.01)
     opt_state = jax.jit(optimizer.init)(params)
     ids, segments, labels = map(jnp.asarray, (ids, segments, labels))
-    # The labelled positions per example, padded to a fixed count (as the MLM pipeline does) with weight 0.
+    # The batch is part of the compiled step (constants), as it always was here: only the state moves.
     per_row = int((labels != 0).sum(1).max())
-    order = jnp.argsort(labels == 0, axis=1, stable=True)[:, :per_row]
-    picked_weights = (jnp.take_along_axis(labels, order, 1) != 0).astype(jnp.float32)
-
-    def loss_fn(p, rng):
-        rngs = {"dropout": rng}
-        hidden = model.apply({"params": p}, ids, segments, deterministic=False, rngs=rngs)
-        if "masked_logits" not in parts:
-            logits = model.apply({"params": p}, hidden, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
-            return masked_lm_crossentropy(labels, logits)
-        picked = gather_positions(hidden, order, method=config.embedding_lookup)
-        logits = model.apply({"params": p}, picked, deterministic=False, rngs=rngs, method=Encoder.mlm_logits)
-        return masked_lm_crossentropy(jnp.take_along_axis(labels, order, 1), logits, picked_weights)
-
-    def train_step(p, state, rng):
-        rng, step_rng = jax.random.split(rng)
-        loss, grads = jax.value_and_grad(loss_fn)(p, step_rng)
-        updates, state = optimizer.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, rng, loss
-
+    train_step = functools.partial(masked_lm_step(model, config, parts, optimizer, per_row), ids=ids,
+                                   segments=segments, labels=labels)
     options = {**default_compiler_options(jax.default_backend(), config), **trainer_compiler_options(variant)}
     compiled = jax.jit(train_step, donate_argnums=(0, 1),
                        compiler_options=options or None).lower(params, opt_state, key).compile()
@@ -258,6 +282,55 @@ def jax_runner(args, ids, segments, labels, variant):
         return float(loss)
 
     return step, lambda: reserved
+
+
+def section_hlo(args, results):
+    """Each step variant compiled for a GPU topology that is not attached (`--compile-for h200`, as
+    `train.compile --topology` takes it), its optimised HLO written to `--dump-hlo` for `hlo_traffic.py`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from flax import linen as nn
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from rofjax.models import Encoder
+    from rofjax.parallel.topology import topology_devices
+    from rofjax.training.state import default_compiler_options
+
+    if not args.dump_hlo:
+        raise SystemExit("--sections hlo writes the compiled steps to --dump-hlo DIR")
+    os.makedirs(args.dump_hlo, exist_ok=True)
+    devices = topology_devices(args.compile_for)
+    mesh = Mesh(np.array(devices[:1]), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shaped = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), tree)
+    ids, _, labels = make_batch(args.batch, args.length, args.shape["vocab_size"])
+    out = results.setdefault("hlo", {})
+    for variant in args.variants.split(","):
+        config, parts = variant_config(args, variant)
+        model = Encoder(config)
+        optimizer = optax.adamw(1e-4, weight_decay=0.01)
+        params = nn.unbox(jax.eval_shape(lambda key, model=model: model.init(key, jnp.asarray(ids),
+                                                                             method=Encoder.masked_lm),
+                                         jax.random.key(0)))["params"]
+        opt_state = jax.eval_shape(optimizer.init, params)
+        key = jax.random.key(0, impl="unsafe_rbg" if "rbg" in parts else None)
+        batch = jax.ShapeDtypeStruct(ids.shape, jnp.int32, sharding=replicated)
+        # Labelled positions per row, as the timed step sees them: the batch's own maximum.
+        step = masked_lm_step(model, config, parts, optimizer, int((labels != 0).sum(1).max()))
+        options = {**default_compiler_options("gpu", config), **trainer_compiler_options(variant)}
+        with jax.set_mesh(mesh):     # the `auto` settings read the platform from here
+            compiled = jax.jit(step, donate_argnums=(0, 1), compiler_options=options).trace(
+                shaped(params), shaped(opt_state), jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=replicated),
+                batch, batch, batch).lower(lowering_platforms=("cuda",)).compile()
+        path = os.path.join(args.dump_hlo, f"step-{variant}.hlo.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(compiled.as_text())
+        out[variant] = {"hlo": path, "reserved_bytes": compiled_bytes(compiled)}
+        print(f"== hlo {variant} for {devices[0].device_kind}: {path}, "
+              f"{(compiled_bytes(compiled) or 0) / 2**30:.2f} GiB reserved", flush=True)
+    results.update(device=devices[0].device_kind, jax=jax.__version__)
 
 
 def timed(step, steps):
@@ -717,14 +790,14 @@ def main(argv=None):
     configure(args)
     results = {"batch": args.batch, "length": args.length, "dtype": args.dtype, "date": time.strftime("%Y-%m-%d")}
     # Isolated (the GPU default), this process never starts JAX: every JAX run is a child process.
-    if args.sections != "torch" and not args.isolate:
+    if args.sections not in ("torch", "hlo") and not args.isolate:
         import jax
 
         if args.device == "gpu" and jax.default_backend() != "gpu":
             raise SystemExit(f"--device gpu but JAX runs on {jax.default_backend()}")
         results.update(device=jax.devices()[0].device_kind, jax=jax.__version__)
     sections = {"step": section_step, "trainer": section_trainer, "long": section_long,
-                "compile": section_compile, "torch": section_torch, "variant": section_variant}
+                "compile": section_compile, "torch": section_torch, "variant": section_variant, "hlo": section_hlo}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; expected {sorted(sections)}")
