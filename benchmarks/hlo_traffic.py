@@ -145,6 +145,11 @@ def report(results: list[dict], bandwidth: float, top: int) -> None:
                     f"{ms(r['bandwidth_bound_bytes']):6.2f} ms" for r in results)
     print(f"{'bandwidth-bound, in all':28s}{cells}")
     print("matmul epilogues: " + "; ".join(f"{n}: {r['matmul_epilogues']}" for n, r in zip(names, results)))
+    for r, name in zip(results, names):
+        loops = r["kinds"].get("while", {}).get("kernels", 0)
+        if loops:
+            print(f"note: {name} runs {loops} loop(s) (scanned layers?) whose bodies are charged only their "
+                  f"operands and outputs: compile with --config.model.scan_layers=false to read every layer")
     if len(results) == 2:
         before, after = (r["bandwidth_bound_bytes"] for r in results)
         print(f"bandwidth-bound bytes, {names[1]} / {names[0]}: {after / before:.3f}× "
