@@ -14,7 +14,7 @@
 #   bash benchmarks/gpu_check.sh ab         # the Trainer step of BASE (a tree of an earlier commit, default .base:
 #                                           # `git archive REV rofjax benchmarks configs | tar -x -C .base`) and of
 #                                           # this tree in the same session, this one traced
-#   bash benchmarks/gpu_check.sh step       # PyTorch eager / torch.compile vs rofjax only
+#   bash benchmarks/gpu_check.sh step       # PyTorch eager / torch.compile vs rofjax (and BASE's rofjax step first)
 #   bash benchmarks/gpu_check.sh loop       # the training program's loop against its bare step (BASE's and this)
 #   bash benchmarks/gpu_check.sh tests ab lst step   # several, in this order
 set -u
@@ -93,8 +93,13 @@ ab)
     | grep -o 'epilogue":"[A-Z_]*"' | sort | uniq -c | tr '\n' ' ')"
   ;;
 step)
+  # PyTorch eager and torch.compile against rofjax's fastest step variant; BASE's rofjax step first where BASE is
+  # there (against eager only), so that a change to the layers is timed against its own baseline in the same call.
   V=masked_logits+cudnn+one_hot+fused_dropout
-  run step 220 $B --sections step --json "$OUT/step.json" --variants $V,$V+nomerge
+  [ -d "$BASE/benchmarks" ] && run step_base 100 env PYTHONPATH="${PYTHONPATH:-}" python3 \
+    "$BASE/benchmarks/encoder_step.py" --device gpu --rounds 3 --sections step --no-torch-compile \
+    --json "$OUT/step_base.json" --variants $V
+  run step 220 $B --sections step --json "$OUT/step.json" --variants $V
   ;;
 loop)
   # The training program itself (host pipeline: jieba, packing, masking; metrics read back) against its bare step:
