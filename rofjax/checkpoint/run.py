@@ -325,6 +325,12 @@ def _check_against(stored, target, path: str) -> None:
                                           f"target needs {want[name]}.")
 
 
+def _array_shapes(tree) -> dict[str, tuple]:
+    """`{"params/encoder/...": shape}` for each array of a serialised or stored (metadata) pytree."""
+    return {"/".join(map(str, path)): tuple(leaf.shape) for path, leaf in ocp.tree.to_flat_dict(tree).items()
+            if hasattr(leaf, "shape")}
+
+
 def _as_dict(tree: Any):
     if isinstance(tree, dict):
         return {k: _as_dict(v) for k, v in tree.items()}
@@ -465,21 +471,18 @@ class RunFolder:
         import grain
 
         while (step := self._manager.latest_step()) is not None:
+            # Read from the metadata before restoring: orbax would otherwise start reading every array and log
+            # each failed read of another model's shapes.
+            if shapes := self._shape_mismatch(step, abstract_state):
+                self._refuse(step, f"was saved by a run of another model or optimiser ({shapes})")
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(**{
                     STATE_ITEM: ocp.args.PyTreeRestore(
                         item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
                     DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
             except Exception as error:                   # orbax, tensorstore and pytree errors differ
-                shapes = self._shape_mismatch(step, abstract_state)
-                feeding = None if shapes else self._iterator_mismatch(step, iterator)
-                if shapes or feeding:
-                    # Another model, optimiser or input pipeline, not damage: the checkpoints stay where they are.
-                    what = (f"was saved by a run of another model or optimiser ({shapes})" if shapes else
-                            f"holds the data position of another input pipeline ({feeding})")
-                    raise CheckpointMismatchError(
-                        f"{self.path(CHECKPOINTS)}/{step} {what}; rerun with the config it was trained with, or "
-                        f"choose another --workdir.") from None
+                if feeding := self._iterator_mismatch(step, iterator):
+                    self._refuse(step, f"holds the data position of another input pipeline ({feeding})")
                 aside = self._move_aside(step)
                 cause = _first_line(error)
                 warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
@@ -496,23 +499,41 @@ class RunFolder:
         self.truncate_logs(0)
         return None
 
+    def _refuse(self, step: int, what: str) -> None:
+        # Another model, optimiser or input pipeline, not damage: the checkpoints stay where they are.
+        raise CheckpointMismatchError(f"{self.path(CHECKPOINTS)}/{step} {what}; rerun with the config it was trained "
+                                      f"with, or choose another --workdir.")
+
     def _shape_mismatch(self, step: int, abstract_state) -> str | None:
-        """How the stored train state's shapes differ from the ones this run needs (`None` when they agree, or
-        when the stored metadata cannot be read — damage, not a different model)."""
+        """How the stored train state differs from the one this run needs, naming the first tensor that does
+        (`None` when they agree, or when the stored metadata cannot be read: damage, not a different model).
+        Paths are compared, not just shapes: an optimiser whose state has the same shapes in another structure
+        (clipping turned on or off, AdamW for LAMB) is another run's checkpoint, not a damaged one."""
         try:
             with ocp.PyTreeCheckpointer() as checkpointer:
                 stored = _metadata_tree(checkpointer, self.path(os.path.join(CHECKPOINTS, str(step), STATE_ITEM)))
-            have = sorted(tuple(m.shape) for m in jax.tree_util.tree_leaves(stored) if hasattr(m, "shape"))
+            have = _array_shapes(stored)
         except Exception:                                  # unreadable metadata is damage
             return None
-        want = sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(abstract_state))
-        if have == want or not have:                       # no arrays listed: the metadata itself is damaged
+        if not have:                                       # no arrays listed: the metadata itself is damaged
             return None
-        if len(have) != len(want):
-            return f"{len(have)} stored arrays, {len(want)} needed"
-        stored_only = [shape for shape in have if shape not in want]
-        needed_only = [shape for shape in want if shape not in have]
-        return f"stored shape {stored_only[0] if stored_only else '?'} where {needed_only[0] if needed_only else '?'} is needed"
+        want = _array_shapes(ocp.tree.serialize_tree(abstract_state, keep_empty_nodes=True))
+
+        def first(names):                                  # a parameter's name tells the user most
+            return min(names, key=lambda name: (not name.startswith("params/"), name))
+
+        reshaped = [name for name in want if name in have and have[name] != want[name]]
+        if reshaped:
+            name = first(reshaped)
+            return f"{name} is stored with shape {have[name]} where {want[name]} is needed"
+        missing, extra = set(want) - set(have), set(have) - set(want)
+        if not missing and not extra:
+            return None
+        named = ([f"this run needs {first(missing)}"] if missing else []) + (
+            [f"the checkpoint holds {first(extra)}"] if extra else [])
+        unnamed = len(missing) + len(extra) - len(named)
+        return ", ".join(named) + (f"; {unnamed} more paths differ" if unnamed else "")
+        return None
 
     def _iterator_mismatch(self, step: int, iterator) -> str | None:
         """How the stored iterator position differs in kind from what `iterator` takes (`None` when it fits or

@@ -190,9 +190,17 @@ def test_a_checkpoint_of_another_model_is_refused_kept_and_named(tmp_path, finis
     workdir = finished_run(tmp_path / "run")
     wider = tiny(6)
     wider.model.hidden_size = 48
-    with pytest.raises(CheckpointMismatchError, match="saved by a run of another model or optimiser"):
+    with pytest.raises(CheckpointMismatchError, match=r"saved by a run of another model or optimiser \(params/"
+                                                      r"classifier/kernel is stored with shape \(32, 2\) where \(48, 2\)"):
         run(wider, str(workdir))
     assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]        # nothing moved aside
+    # The same shapes in another optimiser state (clipping off drops a transform): refused too, not taken for damage.
+    unclipped = tiny(6)
+    unclipped.optim.clip_norm = 0.0
+    with pytest.raises(CheckpointMismatchError, match=r"this run needs opt_state/0/count, the checkpoint holds "
+                                                      r"opt_state/1/count"):
+        run(unclipped, str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"] and sorted(os.listdir(workdir / "best")) == ["4"]
     # The run folder converts as it is: parameters from best/, the model config the run wrote beside it.
     assert rofjax_cli(["convert", "--from", "rofjax", "--checkpoint", str(workdir / "best"),
                        "--out", str(tmp_path / "exported")]) == 0
