@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.label_key = "label"
     c.data.pooling = "cls"                   # classification head input: cls | pooler | mean
     c.data.head_size = 64                    # GlobalPointer head size (span tasks)
-    c.data.entity_types = []                 # NER label set (empty: the dataset's own)
+    c.data.entity_types = ()                 # NER label set (empty: the dataset's own); a tuple, so that
+                                             # --config.data.entity_types="('PER', 'LOC')" can set it
     c.data.doc_stride = 128                  # cmrc2018: tokens between the starts of context windows
     c.data.mask_rate = 0.15                  # masked LM: share of words masked
     c.data.pack = True                       # masked LM: pack documents first-fit into rows

@@ -146,6 +146,10 @@ class Pipeline:
         from rofjax.training.tasks.base import fetched_one_behind
 
         task = self.task
+        if not task.pair_key and any(isinstance(item, tuple) for item in items):
+            index = next(i for i, item in enumerate(items) if isinstance(item, tuple))
+            raise ValueError(f"pipeline input {index} is a (text, pair) tuple, but {self.loaded.info.get('source')} "
+                             f"classifies single texts (it was trained without config.data.pair_key); pass strings.")
         records = [{task.text_key: item[0], **({task.pair_key: item[1]} if task.pair_key else {})}
                    if isinstance(item, tuple) else {task.text_key: item, **({task.pair_key: ""} if task.pair_key
                                                                             else {})}

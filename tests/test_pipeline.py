@@ -219,6 +219,9 @@ def test_classification_pipeline_probabilities(tmp_path):
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert results[0]["label"] == labels[int(np.argmax(expected))]
     np.testing.assert_allclose([results[0]["scores"][n] for n in labels], expected, atol=1e-4)
+    # tnews has no text pair: a pair would be dropped without a word, so it is refused.
+    with pytest.raises(ValueError, match=r"input 1 is a \(text, pair\) tuple, but .* classifies single texts"):
+        classify(["体育新闻", ("文化", "新闻")])
 
 
 def test_label_sets_round_trip_through_json():

@@ -121,15 +121,56 @@ def parse_flags(argv):
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
         app.usage(shorthelp=True, writeto_stdout=True)       # absl would exit 1 after it; asking is not an error
         sys.exit(0)
+    argv = _resolve_config_flags(argv)
     try:
-        return app.parse_flags_with_usage(_resolve_config_flags(argv))
+        return app.parse_flags_with_usage(argv)
     except SystemExit as stop:          # absl's own flag errors (a missing --workdir, say) exit 1; usage errors are 2
         sys.exit(2 if stop.code == 1 else stop.code)
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
+    except Exception as error:
+        config_file = _config_file(argv)
+        if config_file and (failure := _config_file_failure(error, config_file)):
+            print(f"error: --config {failure}", file=sys.stderr)
+            sys.exit(2)
+        if not isinstance(error, (AttributeError, KeyError, TypeError, ValueError)):
+            raise
         # ml_collections' message for an unknown key arrives quoted, with escaped quotes and newlines.
         message = str(error.args[0] if error.args else error).replace("\\'", "").strip("'")
         key, _, hint = message.replace("\\n", "\n").partition("\n")
-        message = f"no key {key.strip(chr(39))}. {hint.strip()}" if hint.startswith("Did you mean") else \
-            " ".join(message.replace("\\n", " ").split())
+        if hint.startswith("Did you mean"):
+            key = key.strip(chr(39))
+            given = [arg[2:].partition("=")[0] for arg in argv
+                     if arg.startswith("--config.") and arg.partition("=")[0].endswith("." + key)]
+            message = f"no key {given[0][len('config.'):] if given else key}. {hint.strip()}"
+        else:
+            message = " ".join(message.replace("\\n", " ").split())
         print(f"error: bad --config override: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _config_file(argv) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1].partition(":")[0]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1].partition(":")[0]
+    return None
+
+
+def _config_file_failure(error: BaseException, config_file: str) -> str | None:
+    """What went wrong inside the config file itself, as `FILE, line N: ...` (None: the error is not the file's)."""
+    path = os.path.abspath(config_file)
+    if isinstance(error, SyntaxError) and error.filename and os.path.abspath(error.filename) == path:
+        return f"{config_file}, line {error.lineno}: {type(error).__name__}: {error.msg}"
+    if isinstance(error, AttributeError) and "get_config" in str(error) \
+            and not any(os.path.abspath(frame.f_code.co_filename) == path for frame, _ in _frames(error)):
+        return f"{config_file} has no get_config() function (a config file defines one that returns the config)."
+    lines = [line for frame, line in _frames(error) if os.path.abspath(frame.f_code.co_filename) == path]
+    if lines:
+        return f"{config_file}, line {lines[-1]}: {type(error).__name__}: {error}"
+    return None
+
+
+def _frames(error: BaseException):
+    import traceback
+
+    return list(traceback.walk_tb(error.__traceback__))

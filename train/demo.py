@@ -55,7 +55,8 @@ def main(argv):
     print(f"dev entity F1 {result['f1']:.4f} (precision {result['precision']:.4f}, recall {result['recall']:.4f}) "
           f"on {len(dev)} sentences; lexicon baseline (training entities matched again) F1 {baseline['f1']:.4f} "
           f"(precision {baseline['precision']:.4f}, recall {baseline['recall']:.4f})")
-    model = report_user_errors(lambda: export(workdir, os.path.join(workdir, "model"), overwrite=True))
+    model = os.path.join(workdir, "model")               # as the user named it, to paste into their own code
+    report_user_errors(lambda: export(workdir, model, overwrite=True))
     print(f"exported the model to {model}; in Python: rofjax.pipeline('ner', {model!r})(text)")
     ner = rofjax.pipeline("ner", model)
     for sentence, entities in zip(SENTENCES, ner(SENTENCES)):

@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from train._errors import parse_flags, report_user_errors
+from train._errors import describe_program, parse_flags, report_user_errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "The training config of the run (a file, or a bundled config by name).", lock_config=True)
@@ -92,4 +92,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    describe_program("Submission files from a run's best parameters: rofjax submit --config CONFIG --workdir DIR "
+                     "[--input FILE] [--checkpoint PATH] [--config.key=value ...] (also python -m train.predict ...)",
+                     ("config", "workdir", "input", "checkpoint"),
+                     configs=lambda name: not name.startswith(("pretrain/", "experiments/")))
     app.run(main, flags_parser=parse_flags)

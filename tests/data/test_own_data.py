@@ -2,6 +2,7 @@
 JSON lines, plain text for pre-training; each reader's bad input named by file and line."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -78,6 +79,39 @@ def test_jsonl_ner_is_chosen_from_a_config_alone(tmp_path):
     _write(other / "dev.jsonl", [lines[0], {"text": "李鹏在北京", "entities": [["ALIEN", 0, 2]]}])
     with pytest.raises(DataFormatError, match=r"dev.jsonl:2: .*ALIEN"):
         spec.split("validation", str(other))
+
+
+def test_ner_types_from_the_command_line_must_cover_the_data_and_an_empty_file_is_named(tmp_path):
+    import subprocess
+    import sys
+
+    from configs.ie import peoples_daily_ner
+    from rofjax.training.tasks import build_task
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.jsonl", [{"text": TEXT, "entities": [list(g) for g in GOLD]}])
+    config = peoples_daily_ner.get_config()
+    config.data.dataset, config.data.data_dir = "jsonl_ner", str(data)
+    config.data.entity_types = ("PER", "LOC", "ORG")              # the order given is the heads' order
+    assert build_task(config).types == ["PER", "LOC", "ORG"]
+    config.data.entity_types = ("PER",)
+    with pytest.raises(ValueError, match=r"entity_types=\('PER',\) lacks 'LOC', which dataset 'jsonl_ner' uses"):
+        build_task(config)
+    # The key is a tuple, so a command line can set it (ml_collections cannot override a list).
+    parsed = subprocess.run([sys.executable, "-c", "from absl import app, flags\n"
+                             "from ml_collections import config_flags\n"
+                             "config_flags.DEFINE_config_file('config')\n"
+                             "app.run(lambda _: print(flags.FLAGS.config.data.entity_types))",
+                             "--config=configs/ie/peoples_daily_ner.py", "--config.data.entity_types=('PER','LOC')"],
+                            capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[2])
+    assert parsed.stdout.strip() == "('PER', 'LOC')", parsed.stderr[-500:]
+
+    (data / "train.jsonl").write_text("\n", encoding="utf-8")
+    config.data.entity_types = ()
+    with pytest.raises(DataFormatError, match=r"train.jsonl: the train split has no records .* set "
+                                              r"config.data.entity_types"):
+        build_task(config)
 
 
 def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,8 +77,22 @@ def test_misspelt_override_names_the_key(tmp_path):
                           f"--workdir={tmp_path}", "--config.optim.lrr=1"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == 'error: bad --config override: no key lrr. Did you mean "lr" ' \
-        'instead of "lrr"?'
+    assert out.stderr.strip().splitlines()[-1] == 'error: bad --config override: no key optim.lrr. Did you mean ' \
+        '"lr" instead of "lrr"?'
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def get_config(:\n    pass\n", r"{path}, line 1: SyntaxError: "),
+    ("x = 1\n", r"{path} has no get_config\(\) function"),
+    ("def get_config():\n    return undefined_name\n", r"{path}, line 2: NameError: name 'undefined_name'"),
+])
+def test_a_broken_config_file_is_named_with_its_line(tmp_path, source, message):
+    path = tmp_path / "my_config.py"
+    path.write_text(source, encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "train.finetune", "--config", str(path), f"--workdir={tmp_path}/w"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert re.fullmatch("error: --config " + message.format(path=re.escape(str(path))) + ".*", out.stderr.strip())
 
 
 # A file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes every write past it fail as a full disk would, inside

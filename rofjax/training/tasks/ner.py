@@ -35,6 +35,11 @@ class NERTask(Task):
     @classmethod
     def from_config(cls, config, model_config, tokenizer, labels, **options):
         types = list(config.data.entity_types) or list(labels or [])
+        unlisted = sorted(set(labels or []) - set(types))
+        if unlisted:
+            raise ValueError(f"config.data.entity_types={tuple(types)} lacks {', '.join(map(repr, unlisted))}, "
+                             f"which dataset {config.data.dataset!r} uses; list every type of its training data "
+                             f"(or leave the key empty to take them from the data).")
         if not types:
             raise ValueError(f"config.data.entity_types must list the entity types of dataset {config.data.dataset!r}.")
         return cls(model_config, tokenizer, types, max_length=config.data.max_length,
@@ -51,6 +56,10 @@ class NERTask(Task):
         spans = [set() for _ in self.types]
         for kind, start, end in record["entities"]:
             h, t = starts.get(start), ends.get(end)
+            if kind not in self.type_index:
+                where = record.get("source") or (f"line {record['line']}" if "line" in record else record["text"])
+                raise ValueError(f"entity type {kind!r} of a record ({where}) is not among the task's types "
+                                 f"{tuple(self.types)} (config.data.entity_types); list every type the data uses.")
             if h is not None and t is not None and h <= t:
                 spans[self.type_index[kind]].add((h, t))
         return {"input_ids": padded_ids(ids, self.max_length),
