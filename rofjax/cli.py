@@ -297,10 +297,19 @@ def predict_command(args) -> int:
 
     from rofjax.pipelines import pipeline, predict_lines
 
+    # Checked before the model loads and every line is predicted.
+    if args.input and os.path.isdir(args.input):
+        raise ValueError(f"--input {args.input} is a folder; give a text or JSON-lines file.")
+    if args.output:
+        if os.path.isdir(args.output):
+            raise ValueError(f"--output {args.output} is a folder; give the path of the file to write.")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--output {args.output}: its folder {folder} does not exist.")
     pipe = pipeline(args.task, args.model, batch_size=args.batch_size, checkpoint=args.checkpoint)
-    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer
     try:
-        rows = predict_lines(pipe, source, text_key=args.text_key)
+        rows = predict_lines(pipe, _utf8_lines(source), text_key=args.text_key)
         if args.output is None:
             for row in rows:
                 print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -323,6 +332,21 @@ def predict_command(args) -> int:
     finally:
         if args.input:
             source.close()
+
+
+def _utf8_lines(stream):
+    for number, raw in enumerate(stream, 1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"line {number}: not UTF-8 ({error.reason} at byte {error.start} of the line).") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
 
 
 # Subcommands that are the training programs: their flags are absl's (`rofjax finetune --help`).
@@ -392,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="text file, one text (or JSON object) per line (default: stdin)")
     p.add_argument("--output", help="JSON lines file to write (default: stdout)")
     p.add_argument("--text-key", default="text", help="the text field of JSON input lines")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--checkpoint", help="with a run folder: parameters other than its best/")
     p.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     p.set_defaults(handler=predict_command)
@@ -408,7 +432,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError, ImportError, MirrorError) as error:
+    except (OSError, KeyError, ValueError, ImportError, MirrorError) as error:
         if getattr(args, "traceback", False):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -230,6 +230,13 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint
     run_dir, out_dir = readable_path(run_dir, "run folder"), local_path(out_dir, "export folder")
     if os.path.exists(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it.")
+    if os.path.exists(out_dir):
+        # overwrite replaces an earlier export, never whatever else a mistyped path points at.
+        if not os.path.isdir(out_dir):
+            raise FileExistsError(f"{out_dir} exists and is a file, not a model folder; choose another path.")
+        if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, TASK_FILE)):
+            raise FileExistsError(f"{out_dir} is a folder but not an exported model (no {TASK_FILE}); --overwrite "
+                                  f"replaces only an earlier export. Choose another path.")
     saved, family, options, labels, vocab, model_config, params, source, best = _run_parts(run_dir, checkpoint)
     task = _build(saved, family, options, labels, vocab, model_config)      # the folder must load as it is written
     _check_params(task, params, source)
@@ -248,9 +255,11 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint
         with open(os.path.join(tmp, CARD_FILE), "w", encoding="utf-8") as f:
             f.write(model_card(meta, model_config, params))
         load(tmp)                                   # what was written reads back into the same model
+        previous = f"{out_dir}.old-{os.getpid()}"
         if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
+            os.replace(out_dir, previous)           # the earlier export stays whole until the new one is in place
         os.replace(tmp, out_dir)
+        shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -39,8 +39,14 @@ def test_tiny_mlm_compiles_for_eight_host_devices(tmp_path):
 
 def test_a_malformed_topology_is_named(tmp_path):
     result = _compile("--config", "configs/pretrain/tiny_mlm.py", "--topology", "v9z:2x2", "--out", str(tmp_path))
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "v9z:2x2" in result.stderr and "cpu:N" in result.stderr
+    # A mesh the devices cannot make: one line, exit 2, and no empty output folder left behind.
+    result = _compile("--config", "configs/pretrain/tiny_mlm.py", "--topology", "cpu:2", "--out", str(tmp_path / "o"),
+                      "--config.mesh.tensor=3")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: 2 devices cannot be split into data=-1, fsdp=1, tensor=3."], result.stderr[-2000:]
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

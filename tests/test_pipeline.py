@@ -1,7 +1,9 @@
 """Exported models and raw-text pipelines: a run → `rofjax export` → `rofjax.pipeline` / `rofjax predict`."""
 
+import contextlib
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -184,6 +186,17 @@ def test_predict_command_reads_lines_and_json_lines(ner_model, tmp_path, capsys)
                  "--output", str(tmp_path / "bad.jsonl")]) == 2
     assert "line 2: a JSON line needs a string 'text'" in capsys.readouterr().err
     assert not (tmp_path / "bad.jsonl").exists() and not list(tmp_path.glob("bad.jsonl.tmp-*"))
+    source.write_bytes(f"{TEXTS[0]}\r\n".encode() + b"\xff\xfe bad\n")
+    assert main(["predict", "--model", str(model_dir), "--task", "ner", "--input", str(source)]) == 2
+    assert "line 2: not UTF-8 (invalid start byte at byte 0 of the line)" in capsys.readouterr().err
+    # Paths that cannot work are refused before the model loads, naming the flag.
+    for flags, message in [(["--input", str(tmp_path)], f"--input {tmp_path} is a folder"),
+                           (["--output", str(tmp_path)], f"--output {tmp_path} is a folder"),
+                           (["--output", str(tmp_path / "no" / "out.jsonl")], "its folder"),
+                           (["--batch-size", "0"], "argument --batch-size: 0 is not ≥ 1")]:
+        with pytest.raises(SystemExit) if flags[0] == "--batch-size" else contextlib.nullcontext():
+            assert main(["predict", "--model", str(model_dir), "--task", "ner", *flags]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_export_command(ner_model, tmp_path, capsys):
@@ -194,6 +207,21 @@ def test_export_command(ner_model, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["export", str(tmp_path), str(tmp_path / "m2")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+    # --overwrite replaces an earlier export, and nothing else a path may name.
+    assert main(["export", str(run_dir), str(tmp_path / "m"), "--overwrite"]) == 0
+    (tmp_path / "a_file").write_text("keep", encoding="utf-8")
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_folder" / "notes.txt").write_text("keep", encoding="utf-8")
+    for target, message in [("a_file", "is a file, not a model folder"), ("a_folder", "not an exported model")]:
+        assert main(["export", str(run_dir), str(tmp_path / target), "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text(encoding="utf-8") == "keep"
+    assert (tmp_path / "a_folder" / "notes.txt").read_text(encoding="utf-8") == "keep"
+    # A run folder that lost its vocabulary is named, not exported with whatever config.data.vocab_path now holds.
+    damaged = shutil.copytree(run_dir, tmp_path / "damaged_run")
+    os.remove(damaged / "vocab.txt")
+    assert main(["export", str(damaged), str(tmp_path / "m3")]) == 2
+    assert f"{damaged / 'vocab.txt'} is missing from the run folder" in capsys.readouterr().err
 
 
 def test_classification_pipeline_probabilities(tmp_path):

@@ -32,7 +32,8 @@ def _prepare(argv) -> None:
     try:
         parse_topology(spec)
     except ValueError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     prepare_host_devices(spec)
 
 
@@ -41,7 +42,7 @@ _prepare(sys.argv)
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from train._errors import describe_program, parse_flags  # noqa: E402
+from train._errors import describe_program, parse_flags, report_user_errors  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file defining get_config(), or a bundled config by name (clue/tnews).", lock_config=True)
@@ -60,10 +61,11 @@ def main(argv):
 
     try:
         devices = topology_devices(FLAGS.topology)
-    except RuntimeError as error:
-        sys.exit(f"error: {error}")
+    except RuntimeError as error:                    # the topology needs an extra: libtpu, the CUDA plugin
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     config = FLAGS.config
-    report = compile_train_step(config, devices, FLAGS.out)
+    report = report_user_errors(lambda: compile_train_step(config, devices, FLAGS.out))
     memory, cost = report["memory"], report["cost"]
     gib = lambda n: f"{n / 2**30:.2f} GiB"
     print(f"{config_flags.get_config_filename(FLAGS['config'])}: {memory['devices']} × {memory['device_kind']}, "

@@ -688,8 +688,12 @@ class RunFolder:
         from rofjax.export import labels_from_json
 
         vocab, labels = self.path(VOCAB_FILE), self.path(LABELS_FILE)
-        if not (os.path.exists(vocab) and os.path.exists(labels)):
+        if not os.path.exists(vocab) and not os.path.exists(labels):
             return None
+        for path in (vocab, labels):                       # one of the pair kept: the other was lost, not never made
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{path} is missing from the run folder (its {VOCAB_FILE} and {LABELS_FILE} "
+                                        f"are written together); restore it from a copy of the run.")
         with open(labels, encoding="utf-8") as f:
             return vocab, labels_from_json(json.load(f)["labels"])
 

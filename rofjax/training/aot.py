@@ -76,7 +76,6 @@ def build_trainer(config, devices):
 
 def compile_train_step(config, devices, out_dir: str) -> dict:
     """Compile the train step of `config` for `devices`; write the four files to `out_dir` and return the report."""
-    os.makedirs(out_dir, exist_ok=True)
     trainer = build_trainer(config, devices)
     mesh = trainer.mesh
     state = trainer.abstract_state(config.train.batch_size)
@@ -85,6 +84,7 @@ def compile_train_step(config, devices, out_dir: str) -> dict:
     start = time.perf_counter()
     lowered = trainer.lower_train_step(state, batch)
     stablehlo = lowered.as_text()
+    os.makedirs(out_dir, exist_ok=True)          # only once the config has built and lowered: no empty folder
     _write(os.path.join(out_dir, "train_step.stablehlo.txt"), stablehlo)
     capacity = device_memory_bytes(devices)
     try:
