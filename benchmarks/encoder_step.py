@@ -63,7 +63,7 @@ TRAINER_GPU_VARIANTS = "unrolled+fused_dropout+docs1,unrolled+no_dropout+docs1,u
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--sections", default=None, help="comma list of step,trainer,long,compile")
+    parser.add_argument("--sections", default=None, help="comma list of step,trainer,long,compile,hlo")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round and runner")
     parser.add_argument("--threads", type=int, default=THREADS_DEFAULT)

@@ -77,6 +77,9 @@ def kernel_kind(opcode: str, attributes: str) -> str | None:
         if kind == "kCustom":
             if '"kind":"__triton_gemm"' in attributes or "gemm_fusion" in attributes or "__cudnn" in attributes:
                 return "GEMM fusion"
+            emitter = re.search(r'"kind":"__(\w+?)(_fusion)?"', attributes)
+            if emitter and "triton" not in emitter.group(1):     # a CPU compilation's YNNPACK/XNNPACK/oneDNN calls
+                return f"{emitter.group(1)} fusion"
             return "Triton fusion"
         return {"kLoop": "elementwise fusion", "kInput": "reduction fusion", "kOutput": "output fusion"}.get(
             kind, f"fusion {kind}")

