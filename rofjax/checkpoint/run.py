@@ -484,7 +484,8 @@ class RunFolder:
                 if feeding := self._iterator_mismatch(step, iterator):
                     self._refuse(step, f"holds the data position of another input pipeline ({feeding})")
                 aside = self._move_aside(step)
-                cause = _first_line(error)
+                # The innermost cause names the tensor and the short read; the outer ones dump the store spec.
+                cause = innermost_message(error)[:300] if error.__cause__ or error.__context__ else _first_line(error)
                 warnings.warn(f"{self.path(CHECKPOINTS)}/{step} could not be restored ({cause}); moved it to "
                               f"{aside} and trying the step before it.", stacklevel=2)
                 continue
