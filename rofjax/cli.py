@@ -300,6 +300,8 @@ def predict_command(args) -> int:
     # Checked before the model loads and every line is predicted.
     if args.input and os.path.isdir(args.input):
         raise ValueError(f"--input {args.input} is a folder; give a text or JSON-lines file.")
+    if args.input and not os.path.exists(args.input):
+        raise FileNotFoundError(f"--input {args.input} does not exist.")
     if args.output:
         if os.path.isdir(args.output):
             raise ValueError(f"--output {args.output} is a folder; give the path of the file to write.")
@@ -307,7 +309,7 @@ def predict_command(args) -> int:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"--output {args.output}: its folder {folder} does not exist.")
     pipe = pipeline(args.task, args.model, batch_size=args.batch_size, checkpoint=args.checkpoint)
-    source = open(args.input, "rb") if args.input else sys.stdin.buffer
+    source = open(args.input, "rb") if args.input else getattr(sys.stdin, "buffer", sys.stdin)
     try:
         rows = predict_lines(pipe, _utf8_lines(source), text_key=args.text_key)
         if args.output is None:
@@ -336,6 +338,9 @@ def predict_command(args) -> int:
 
 def _utf8_lines(stream):
     for number, raw in enumerate(stream, 1):
+        if isinstance(raw, str):                          # a text stdin (main() called with sys.stdin replaced)
+            yield raw.rstrip("\r\n")
+            continue
         try:
             yield raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
@@ -343,7 +348,10 @@ def _utf8_lines(stream):
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
     return value

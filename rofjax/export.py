@@ -256,6 +256,7 @@ def export(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, checkpoint
             f.write(model_card(meta, model_config, params))
         load(tmp)                                   # what was written reads back into the same model
         previous = f"{out_dir}.old-{os.getpid()}"
+        shutil.rmtree(previous, ignore_errors=True)         # left by an export killed between the two renames
         if os.path.exists(out_dir):
             os.replace(out_dir, previous)           # the earlier export stays whole until the new one is in place
         os.replace(tmp, out_dir)

@@ -193,7 +193,9 @@ def test_predict_command_reads_lines_and_json_lines(ner_model, tmp_path, capsys)
     for flags, message in [(["--input", str(tmp_path)], f"--input {tmp_path} is a folder"),
                            (["--output", str(tmp_path)], f"--output {tmp_path} is a folder"),
                            (["--output", str(tmp_path / "no" / "out.jsonl")], "its folder"),
-                           (["--batch-size", "0"], "argument --batch-size: 0 is not ≥ 1")]:
+                           (["--input", str(tmp_path / "missing.txt")], "missing.txt does not exist"),
+                           (["--batch-size", "0"], "argument --batch-size: 0 is not ≥ 1"),
+                           (["--batch-size", "abc"], "argument --batch-size: 'abc' is not a whole number")]:
         with pytest.raises(SystemExit) if flags[0] == "--batch-size" else contextlib.nullcontext():
             assert main(["predict", "--model", str(model_dir), "--task", "ner", *flags]) == 2
         assert message in capsys.readouterr().err

@@ -121,13 +121,24 @@ def parse_flags(argv):
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
         app.usage(shorthelp=True, writeto_stdout=True)       # absl would exit 1 after it; asking is not an error
         sys.exit(0)
+    from absl import flags
+
     argv = _resolve_config_flags(argv)
+    config_file = _config_file(argv)
     try:
-        return app.parse_flags_with_usage(argv)
-    except SystemExit as stop:          # absl's own flag errors (a missing --workdir, say) exit 1; usage errors are 2
-        sys.exit(2 if stop.code == 1 else stop.code)
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        # absl's own flag errors (a missing --workdir, an ill-typed value); ml_collections reports an error inside
+        # a config file this way too, its traceback folded into the message.
+        cause = _innermost(error)
+        if config_file and "whilst parsing config file" in str(error):
+            failure = _config_file_failure(cause, config_file) or \
+                f"{config_file}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+            print(f"error: --config {failure}", file=sys.stderr)
+        else:
+            print(f"error: {' '.join(str(error).split())}\nPass --helpshort to see the flags.", file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
-        config_file = _config_file(argv)
         if config_file and (failure := _config_file_failure(error, config_file)):
             print(f"error: --config {failure}", file=sys.stderr)
             sys.exit(2)
@@ -138,22 +149,61 @@ def parse_flags(argv):
         key, _, hint = message.replace("\\n", "\n").partition("\n")
         if hint.startswith("Did you mean"):
             key = key.strip(chr(39))
-            given = [arg[2:].partition("=")[0] for arg in argv
+            given = [arg[2:].partition("=")[0][len("config."):] for arg in argv
                      if arg.startswith("--config.") and arg.partition("=")[0].endswith("." + key)]
-            message = f"no key {given[0][len('config.'):] if given else key}. {hint.strip()}"
+            config = _load_config(argv) if len(given) > 1 else None
+            unknown = [path for path in given if config is None or not _config_has(config, path)]
+            message = f"no key {unknown[0] if len(unknown) == 1 else key}. {hint.strip()}"
         else:
             message = " ".join(message.replace("\\n", " ").split())
         print(f"error: bad --config override: {message}", file=sys.stderr)
         sys.exit(2)
 
 
-def _config_file(argv) -> str | None:
+def _innermost(error: BaseException) -> BaseException:
+    while (inner := error.__cause__ or error.__context__) is not None and inner is not error:
+        error = inner
+    return error
+
+
+def _load_config(argv):
+    """The config `--config` names, loaded again (the parse that failed holds none); None if that fails too."""
+    import runpy
+
+    value = _config_value(argv)
+    if value is None:
+        return None
+    path, colon, argument = value.partition(":")
+    try:
+        get_config = runpy.run_path(path)["get_config"]
+        return get_config(argument) if colon else get_config()
+    except Exception:
+        return None
+
+
+def _config_has(config, path: str) -> bool:
+    node = config
+    for part in path.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError, AttributeError):
+            return False
+    return True
+
+
+def _config_value(argv) -> str | None:
+    """`--config`'s value as given: FILE or FILE:ARGUMENT."""
     for index, arg in enumerate(argv):
         if arg == "--config" and index + 1 < len(argv):
-            return argv[index + 1].partition(":")[0]
+            return argv[index + 1]
         if arg.startswith("--config="):
-            return arg.split("=", 1)[1].partition(":")[0]
+            return arg.split("=", 1)[1]
     return None
+
+
+def _config_file(argv) -> str | None:
+    value = _config_value(argv)
+    return value.partition(":")[0] if value is not None else None
 
 
 def _config_file_failure(error: BaseException, config_file: str) -> str | None:

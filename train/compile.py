@@ -64,6 +64,9 @@ def main(argv):
     except RuntimeError as error:                    # the topology needs an extra: libtpu, the CUDA plugin
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):      # found now, not after the lowering
+        print(f"error: --out {FLAGS.out} is a file; give a folder.", file=sys.stderr)
+        sys.exit(2)
     config = FLAGS.config
     report = report_user_errors(lambda: compile_train_step(config, devices, FLAGS.out))
     memory, cost = report["memory"], report["cost"]

@@ -534,7 +534,6 @@ class RunFolder:
             [f"the checkpoint holds {first(extra)}"] if extra else [])
         unnamed = len(missing) + len(extra) - len(named)
         return ", ".join(named) + (f"; {unnamed} more paths differ" if unnamed else "")
-        return None
 
     def _iterator_mismatch(self, step: int, iterator) -> str | None:
         """How the stored iterator position differs in kind from what `iterator` takes (`None` when it fits or

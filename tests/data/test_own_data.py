@@ -3,6 +3,7 @@ JSON lines, plain text for pre-training; each reader's bad input named by file a
 
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -91,6 +92,7 @@ def test_ner_types_from_the_command_line_must_cover_the_data_and_an_empty_file_i
     data = tmp_path / "data"
     data.mkdir()
     _write(data / "train.jsonl", [{"text": TEXT, "entities": [list(g) for g in GOLD]}])
+    _write(data / "dev.jsonl", [{"text": TEXT, "entities": [list(g) for g in GOLD]}])
     config = peoples_daily_ner.get_config()
     config.data.dataset, config.data.data_dir = "jsonl_ner", str(data)
     config.data.entity_types = ("PER", "LOC", "ORG")              # the order given is the heads' order
@@ -107,11 +109,17 @@ def test_ner_types_from_the_command_line_must_cover_the_data_and_an_empty_file_i
                             capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[2])
     assert parsed.stdout.strip() == "('PER', 'LOC')", parsed.stderr[-500:]
 
+    # An empty training file: with no types given, the task says where it looked; with types given, reading the
+    # split names the file.
     (data / "train.jsonl").write_text("\n", encoding="utf-8")
     config.data.entity_types = ()
-    with pytest.raises(DataFormatError, match=r"train.jsonl: the train split has no records .* set "
-                                              r"config.data.entity_types"):
+    with pytest.raises(ValueError, match=rf"entity_types is empty and dataset 'jsonl_ner' has no entity in its "
+                                         rf"training data \({re.escape(str(data))}\)"):
         build_task(config)
+    config.data.entity_types = ("PER", "LOC")
+    assert build_task(config).types == ["PER", "LOC"]
+    with pytest.raises(DataFormatError, match=r"train.jsonl: the train split has no records"):
+        get_dataset("jsonl_ner").split("train", str(data))
 
 
 def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):

@@ -79,12 +79,19 @@ def test_misspelt_override_names_the_key(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == 'error: bad --config override: no key optim.lrr. Did you mean ' \
         '"lr" instead of "lrr"?'
+    # Of two overrides that end alike, the one the config lacks is named.
+    out = subprocess.run([sys.executable, "-m", "train.finetune", "--config", "configs/demo.py",
+                          f"--workdir={tmp_path}", "--config.model.num_layers=2", "--config.data.num_layers=2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no key data.num_layers." in out.stderr
 
 
 @pytest.mark.parametrize("source, message", [
     ("def get_config(:\n    pass\n", r"{path}, line 1: SyntaxError: "),
     ("x = 1\n", r"{path} has no get_config\(\) function"),
     ("def get_config():\n    return undefined_name\n", r"{path}, line 2: NameError: name 'undefined_name'"),
+    # ml_collections folds a ValueError or TypeError of get_config into a flag error with the traceback inside.
+    ("def get_config():\n    raise ValueError('no such size')\n", r"{path}, line 2: ValueError: no such size"),
 ])
 def test_a_broken_config_file_is_named_with_its_line(tmp_path, source, message):
     path = tmp_path / "my_config.py"

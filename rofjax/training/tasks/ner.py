@@ -41,7 +41,10 @@ class NERTask(Task):
                              f"which dataset {config.data.dataset!r} uses; list every type of its training data "
                              f"(or leave the key empty to take them from the data).")
         if not types:
-            raise ValueError(f"config.data.entity_types must list the entity types of dataset {config.data.dataset!r}.")
+            where = f" ({config.data.data_dir})" if config.data.get("data_dir") else ""
+            raise ValueError(f"config.data.entity_types is empty and dataset {config.data.dataset!r} has no entity in "
+                             f"its training data{where} to read the types from (an empty file?); label some entities, "
+                             f"or list the types in config.data.entity_types.")
         return cls(model_config, tokenizer, types, max_length=config.data.max_length,
                    head_size=config.data.head_size, **options)
 
