@@ -212,7 +212,7 @@ def convert(args) -> int:
         if not os.path.isdir(out):
             raise FileExistsError(f"{out} exists and is not a folder; --overwrite replaces folders only.")
     if args.source == "bert4keras" and (not args.model or not args.config):
-        raise SystemExit("rofjax convert --from bert4keras needs --model and --config (bert_config.json).")
+        raise ValueError("--from bert4keras needs --model and --config (bert_config.json).")
     if args.hf_target != "transformers" and args.target != "huggingface":
         raise ValueError(f"--hf-target {args.hf_target} is for --to huggingface (this converts to {args.target}).")
 
@@ -230,9 +230,10 @@ def convert(args) -> int:
     finally:
         steps.close()
     print(f"parity: max |Δ| = {delta:.3g} on a 2×16 probe batch with padding ({label})")
-    if delta > args.tolerance:
-        print(f"error: parity {delta:.3g} exceeds --tolerance {args.tolerance}; nothing written to {out}",
-              file=sys.stderr)
+    if not delta <= args.tolerance:                    # NaN too: a weight that is not finite
+        why = "is not a number: the converted model computes NaN (a non-finite weight in the checkpoint?)" \
+            if delta != delta else f"exceeds --tolerance {args.tolerance}"
+        print(f"error: parity {delta:.3g} {why}; nothing written to {out}", file=sys.stderr)
         return 1
     print(f"wrote {args.target} checkpoint of a {config.family} model ({config.num_layers} layers, hidden "
           f"{config.hidden_size}) to {out}")
@@ -357,6 +358,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number ≥ 0")
+    return value
+
+
 # Subcommands that are the training programs: their flags are absl's (`rofjax finetune --help`).
 PROGRAMS = {"demo": ("train.demo", "the main job: NER from raw text, trained, scored, exported and run in minutes"),
             "finetune": ("train.finetune", "fine-tune on a task (any config whose task is not mlm)"),
@@ -405,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report unused source tensors instead of failing on them")
     c.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out folder (all of it), once the new checkpoint has passed parity")
-    c.add_argument("--tolerance", type=float, default=1e-4, help="largest acceptable parity |Δ|")
+    c.add_argument("--tolerance", type=_tolerance, default=1e-4, help="largest acceptable parity |Δ|")
     c.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     c.set_defaults(handler=convert)
 

@@ -102,6 +102,29 @@ def test_convert_refuses_parameters_of_another_family_before_writing(tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
+def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    from rofjax.checkpoint import save_params
+    from rofjax.models.config import get_preset
+
+    config = get_preset("roformer_v2_tiny")
+    params = nn.unbox(Encoder(config).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"])
+    params["embeddings"]["word_embeddings"]["embedding"] = \
+        params["embeddings"]["word_embeddings"]["embedding"].at[:, 0].set(jnp.nan)
+    save_params(tmp_path / "src", params, config)
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(tmp_path / "src"), "--out", str(tmp_path / "o")])
+    assert code == 1                                # NaN is not within any tolerance: it was moved into place before
+    assert "parity nan is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        main(["convert", "--from", "rofjax", "--checkpoint", str(tmp_path / "src"), "--out", str(tmp_path / "o"),
+              "--tolerance", "nan"])
+    assert "--tolerance: nan is not a finite number ≥ 0" in capsys.readouterr().err
+
+
 def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
     source = _save_tiny(tmp_path / "src", "roformer_v2_tiny", "roformer_v2_tiny")
     out = tmp_path / "out"

@@ -59,11 +59,19 @@ def validate_config(config) -> None:
               ("data.max_length", config.data.max_length >= 3, "≥ 3"),
               ("data.prefetch", config.data.get("prefetch", 2) >= 0, "≥ 0 (0: no background thread)"),
               ("data.workers", config.data.get("workers", 0) >= 0, "≥ 0 (0: batches made in this process)"),
-              ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)")]
+              ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)"),
+              ("data.mask_rate", 0 < config.data.get("mask_rate", 0.15) <= 1,
+               "in (0, 1] (the share of words masked; 0 would train on nothing)")]
     for key, ok, expected in checks:
         if not ok:
             value = config[key.split(".")[0]][key.split(".")[1]]
             raise ValueError(f"config.{key}={value!r}; expected {expected}.")
+    if (config.get("lst_lr") or 0) < 0:
+        raise ValueError(f"config.lst_lr={config.get('lst_lr')!r}; expected ≥ 0 (0: optim.lr).")
+    from rofjax.training.optim import compile_patterns, param_lr_rules
+
+    compile_patterns(config.optim.get("no_decay") or (), "optim.no_decay")
+    param_lr_rules(config.optim.get("param_lr") or ())
     lst_init = config.get("lst_init", "random")
     if lst_init not in ("random", "fisher"):
         raise ValueError(f"config.lst_init={lst_init!r}; expected 'random' or 'fisher'.")

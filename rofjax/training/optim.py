@@ -133,7 +133,7 @@ def _path(keypath) -> str:
 
 def path_mask(params, patterns: Sequence[str], *, match_means: bool):
     """Tree of bools: `match_means` where any regex of `patterns` matches the parameter's "a/b/c" path."""
-    compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
+    compiled = compile_patterns(patterns, "optim.no_decay")
     return jax.tree_util.tree_map_with_path(
         lambda kp, _: match_means if any(c.search(_path(kp)) for c in compiled) else not match_means, params)
 
@@ -166,9 +166,50 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-6, bias_correction=True) -> optax.Gra
     return optax.GradientTransformation(init, update)
 
 
+def compile_patterns(patterns, key: str) -> list[re.Pattern]:
+    """`patterns` (a sequence of regexes, config key `key`) compiled, a malformed one named."""
+    if isinstance(patterns, str):
+        raise ValueError(f"config.{key}={patterns!r}; expected a tuple of regexes, e.g. (r'(^|/)bias$',).")
+    compiled = []
+    for index, pattern in enumerate(patterns):
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except (re.error, TypeError) as error:
+            raise ValueError(f"config.{key}[{index}]={pattern!r} is not a regex ({error}).") from None
+    return compiled
+
+
+def param_lr_rules(rules) -> list[tuple[re.Pattern, float]]:
+    """`optim.param_lr` checked: `((path regex, multiplier ≥ 0), ...)`."""
+    checked = []
+    for index, rule in enumerate(rules):
+        if isinstance(rule, str) or not hasattr(rule, "__len__") or len(rule) != 2 or not isinstance(rule[0], str):
+            raise ValueError(f"config.optim.param_lr[{index}]={rule!r}; expected a (path regex, multiplier) pair, "
+                             f"e.g. --config.optim.param_lr=\"(('^encoder/', 0.1),)\".")
+        try:
+            pattern = re.compile(rule[0], re.IGNORECASE)
+        except re.error as error:
+            raise ValueError(f"config.optim.param_lr[{index}]: {rule[0]!r} is not a regex ({error}).") from None
+        try:
+            multiplier = float(rule[1])
+        except (TypeError, ValueError):
+            multiplier = float("nan")
+        if not 0 <= multiplier < float("inf"):
+            raise ValueError(f"config.optim.param_lr[{index}]={tuple(rule)!r}: the multiplier must be a number ≥ 0 "
+                             f"(0 freezes).")
+        checked.append((pattern, multiplier))
+    return checked
+
+
 def _param_multipliers(params, rules):
-    """Tree of learning-rate multipliers from `[(regex, multiplier), ...]` (first match wins; default 1)."""
-    compiled = [(re.compile(p, re.IGNORECASE), float(m)) for p, m in rules]
+    """Tree of learning-rate multipliers from `[(regex, multiplier), ...]` (first match wins; default 1). A rule
+    that matches no parameter is refused: a misspelt path would otherwise leave everything at the full rate."""
+    compiled = param_lr_rules(rules)
+    paths = [_path(keypath) for keypath, _ in jax.tree_util.tree_leaves_with_path(params)]
+    for index, (pattern, _) in enumerate(compiled):
+        if not any(pattern.search(path) for path in paths):
+            raise ValueError(f"config.optim.param_lr[{index}] ({pattern.pattern!r}) matches no parameter; the "
+                             f"paths look like {', '.join(paths[:3])}.")
 
     def pick(keypath, _):
         path = _path(keypath)

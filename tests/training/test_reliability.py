@@ -57,12 +57,39 @@ def test_values_no_run_can_use_are_refused_first(key, value, expected):
 
 
 @pytest.mark.parametrize("section,key,value,expected", [("data", "max_length", 0, "≥ 3"),
-                                                        ("optim", "lr", -1.0, "≥ 0")])
+                                                        ("optim", "lr", -1.0, "≥ 0"),
+                                                        ("data", "mask_rate", 0.0, "in \\(0, 1\\]"),
+                                                        ("data", "mask_rate", 1.5, "in \\(0, 1\\]")])
 def test_sizes_and_rates_no_run_can_use_are_refused_first(section, key, value, expected):
     config = tiny()
     config[section][key] = value
     with pytest.raises(ValueError, match=f"config.{section}.{key}=.*expected {expected}"):
         validate_config(config)
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("lst_lr", -1.0, r"config.lst_lr=-1.0; expected ≥ 0"),
+    ("optim.no_decay", ("[",), r"config.optim.no_decay\[0\]='\[' is not a regex"),
+    ("optim.param_lr", (("encoder/[", 0.0),), r"config.optim.param_lr\[0\]: 'encoder/\[' is not a regex"),
+    ("optim.param_lr", ((0.0, "encoder"),), r"param_lr\[0\]=\(0.0, 'encoder'\); expected a \(path regex, multiplier\)"),
+    ("optim.param_lr", ("encoder", 0.0), r"param_lr\[0\]='encoder'; expected a \(path regex, multiplier\) pair"),
+    ("optim.param_lr", (("encoder", -1.0),), r"the multiplier must be a number ≥ 0"),
+    ("optim.param_lr", (("encoder", "half"),), r"the multiplier must be a number ≥ 0"),
+])
+def test_malformed_rates_and_path_rules_are_refused_first_naming_the_key(key, value, expected):
+    config = tiny()
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ValueError, match=expected):
+        validate_config(config)
+
+
+def test_a_param_lr_rule_that_matches_no_parameter_is_refused(tmp_path):
+    config = tiny(2)
+    config.optim.param_lr = (("^encoder/", 0.5), ("^nothing_like_this/", 0.0))
+    with pytest.raises(ValueError, match=r"param_lr\[1\] \('\^nothing_like_this/'\) matches no parameter; the "
+                                         r"paths look like \S+/"):
+        run(config, str(tmp_path / "run"))
 
 
 def test_a_second_run_on_one_folder_is_refused_naming_the_holder(tmp_path):
