@@ -102,7 +102,7 @@ def test_convert_refuses_parameters_of_another_family_before_writing(tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
-def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
+def _save_tiny_computing_nan(folder):
     import jax
     import jax.numpy as jnp
     from flax import linen as nn
@@ -114,15 +114,21 @@ def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
     params = nn.unbox(Encoder(config).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"])
     params["embeddings"]["word_embeddings"]["embedding"] = \
         params["embeddings"]["word_embeddings"]["embedding"].at[:, 0].set(jnp.nan)
-    save_params(tmp_path / "src", params, config)
-    code = main(["convert", "--from", "rofjax", "--checkpoint", str(tmp_path / "src"), "--out", str(tmp_path / "o")])
+    save_params(folder, params, config)
+    return folder
+
+
+def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
+    source = _save_tiny_computing_nan(tmp_path / "src")
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(tmp_path / "o")])
     assert code == 1                                # NaN is not within any tolerance: it was moved into place before
     assert "parity nan is not a number" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-    with pytest.raises(SystemExit):
-        main(["convert", "--from", "rofjax", "--checkpoint", str(tmp_path / "src"), "--out", str(tmp_path / "o"),
-              "--tolerance", "nan"])
-    assert "--tolerance: nan is not a finite number ≥ 0" in capsys.readouterr().err
+    for tolerance in ("nan", "-1"):
+        with pytest.raises(SystemExit):
+            main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(tmp_path / "o"),
+                  "--tolerance", tolerance])
+        assert f"--tolerance: {tolerance} is not a finite number ≥ 0" in capsys.readouterr().err
 
 
 def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
@@ -136,16 +142,16 @@ def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
     # A parity failure must leave the old folder untouched and no staging folder beside it.
-    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(out), "--overwrite",
-                 "--tolerance", "-1"])
+    failing = _save_tiny_computing_nan(tmp_path / "nan_src")
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(failing), "--out", str(out), "--overwrite"])
     assert code == 1 and "nothing written" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan_src", "out", "src"]
 
     code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(out), "--overwrite"])
     assert code == 0 and "parity: max |Δ| = 0 " in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["model_config.json", "params"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan_src", "out", "src"]
     np.testing.assert_array_equal(
         np.asarray(restore_params(out)["embeddings"]["word_embeddings"]["embedding"]),
         np.asarray(restore_params(source)["embeddings"]["word_embeddings"]["embedding"]))
