@@ -63,6 +63,12 @@ def test_label_outside_the_label_set_names_file_line_and_labels(tmp_path):
         f.write('{"sentence1": "a", "sentence2": "b", "label": "entails"}\n')
     with pytest.raises(DataFormatError, match=r"train.json:10: label 'entails'"):
         _read("cmnli", cmnli, "train")
+    # A labelled split with one record that lost its label: named, not trained on as label -1.
+    unlabelled = write_clue_task(tmp_path / "tnews_nolabel", "tnews")
+    with open(unlabelled + "/train.json", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"sentence": "没有标签的一行"}, ensure_ascii=False) + "\n")
+    with pytest.raises(DataFormatError, match=r"train.json:\d+: no label, though the record of line 1 has one"):
+        _read("tnews", unlabelled, "train")
 
 
 def test_malformed_lines_and_fields_are_named(tmp_path):

@@ -144,6 +144,7 @@ def mark_wsc_spans(text: str, span1_index: int, span1_text: str, span2_index: in
 def read_classification(task: str, path: str) -> Iterator[dict]:
     labels = LABELS[task]
     skipped = SKIPPED_LABELS.get(task, set())
+    first_labelled = None
     for number, record in json_lines(path):
         where = f"{path}:{number}"
         if task in ("iflytek", "tnews"):
@@ -168,6 +169,15 @@ def read_classification(task: str, path: str) -> Iterator[dict]:
                                       f"({error}).") from None
             pair = ""
         raw_id = next((record[k] for k in ("id", "idx") if k in record), number - 1)
+        # A file is labelled throughout (train, dev) or not at all (test): a record without a label among labelled
+        # ones is a damaged line, not a test example to train on with label -1.
+        if first_labelled is None:
+            first_labelled = (number, "label" in record)
+        elif ("label" in record) != first_labelled[1]:
+            raise DataFormatError(f"{where}: " + (f"no label, though the record of line {first_labelled[0]} has one"
+                                                  if first_labelled[1] else
+                                                  f"a label, though the record of line {first_labelled[0]} has none")
+                                  + " (a split labels every record, or none: test files).")
         label = -1
         if "label" in record:
             name = str(record["label"])
