@@ -355,7 +355,10 @@ def _register_own_data() -> None:
         path = os.path.join(folder, "train.jsonl")
         found = set()
         for number, record in jsonl.json_lines(path):
-            label = record.get("label")
+            if "label" not in record:
+                raise jsonl.DataFormatError(f"{path}:{number}: no 'label' field; jsonl_classification reads the "
+                                            f"fields text, pair and label, and train lines need a label.")
+            label = record["label"]
             if not isinstance(label, str):
                 raise jsonl.DataFormatError(f"{path}:{number}: jsonl_classification takes label names (strings); "
                                             f"for label indices register jsonl_classification(name, labels).")
@@ -363,8 +366,9 @@ def _register_own_data() -> None:
         return sorted(found)
 
     def read_classification(path: str, folder: str):
+        # Names only: the label set is train.jsonl's names, so an integer in dev.jsonl is not an index into it.
         return jsonl.read_classification(path, classification_labels(folder), pair_key="pair",
-                                         labelled=os.path.basename(path) != "test.jsonl")
+                                         labelled=os.path.basename(path) != "test.jsonl", indices=False)
 
     register(DatasetSpec("jsonl_classification",
                          _local_split("jsonl_classification", {"train": ("train.jsonl",),

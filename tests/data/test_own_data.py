@@ -130,8 +130,17 @@ def test_jsonl_classification_and_text_corpus_need_only_a_folder(tmp_path):
     assert spec.labels(str(tmp_path)) == ["好评", "差评"]
     train = list(spec.split("train", str(tmp_path)))
     assert [(r["text"], r["pair"], r["label"]) for r in train] == [("好", "", 0), ("差", "", 1), ("还行", "一般", 0)]
+    # The label set is train.jsonl's names: an integer in dev.jsonl is refused, not read as an index into it.
+    read_dev = spec.read_file(str(tmp_path / "dev.jsonl"), str(tmp_path))
+    assert [r["label"] for r in read_dev] == [0]
+    _write(tmp_path / "dev.jsonl", [{"text": "不错", "label": 1}])
+    with pytest.raises(DataFormatError, match=r"dev.jsonl:1: label 1 is not one of \['好评', '差评'\]"):
+        list(spec.read_file(str(tmp_path / "dev.jsonl"), str(tmp_path)))
     _write(tmp_path / "train.jsonl", [{"text": "好", "label": 1}])
     with pytest.raises(DataFormatError, match="train.jsonl:1: jsonl_classification takes label names"):
+        spec.labels(str(tmp_path))
+    _write(tmp_path / "train.jsonl", [{"text": "好", "label": "好评"}, {"text": "差"}])
+    with pytest.raises(DataFormatError, match="train.jsonl:2: no 'label' field"):
         spec.labels(str(tmp_path))
 
     corpus = tmp_path / "corpus"

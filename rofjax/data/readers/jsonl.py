@@ -109,14 +109,15 @@ def expect(value, kind: type | tuple[type, ...], where: str, what: str):
 
 
 def read_classification(path, labels: Sequence[str], *, text_key: str = "text", pair_key: str | None = None,
-                        label_key: str = "label", labelled: bool = False) -> Iterator[dict]:
+                        label_key: str = "label", labelled: bool = False, indices: bool = True) -> Iterator[dict]:
     """`{id, text, pair, label}` records (`label` the index in `labels`; -1 on a line without one, as in a test
-    file; `pair` "" for single sentences). `labelled=True` (train and dev files) makes a missing label an error."""
+    file; `pair` "" for single sentences). `labelled=True` (train and dev files) makes a missing label an error;
+    `indices=False` takes label names only (an integer is then a name, not an index)."""
     index = {str(label): i for i, label in enumerate(labels)}
     for number, record in json_lines(path):
         where = f"{path}:{number}"
         if text_key not in record:
-            raise DataFormatError(f"{where}: missing text field {text_key!r}.")
+            raise DataFormatError(f"{where}: missing text field {text_key!r} (the record has {sorted(record)}).")
         text = expect(record[text_key], str, where, f"field {text_key!r}")
         pair = expect(record.get(pair_key, ""), str, where, f"field {pair_key!r}") if pair_key else ""
         label = -1
@@ -124,7 +125,7 @@ def read_classification(path, labels: Sequence[str], *, text_key: str = "text", 
             raise DataFormatError(f"{where}: no {label_key!r} field; train and dev lines need a label.")
         if label_key in record:
             value = record[label_key]
-            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
+            if indices and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(labels):
                 label = value
             elif isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) in index:
                 label = index[str(value)]
