@@ -31,6 +31,10 @@ def read_vocab(path: str | os.PathLike) -> dict[str, int]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Vocabulary file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Vocabulary {path} is a folder; give its vocab.txt file"
+                                + (f" ({os.path.join(path, 'vocab.txt')})." if os.path.exists(
+                                    os.path.join(path, "vocab.txt")) else "."))
     vocab = {}
     for number, token in text_lines(path):
         if token in vocab:

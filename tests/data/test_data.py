@@ -43,6 +43,8 @@ def test_tokenizer_rejects_a_vocabulary_without_specials(tmp_path):
         Tokenizer(path)
     with pytest.raises(FileNotFoundError, match="Vocabulary file not found"):
         Tokenizer(tmp_path / "missing.txt")
+    with pytest.raises(IsADirectoryError, match=rf"{tmp_path} is a folder; give its vocab.txt file \(.*vocab.txt\)"):
+        Tokenizer(tmp_path)
 
 
 def test_sentiment_splits_are_deterministic_and_disjoint():
