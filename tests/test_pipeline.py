@@ -74,6 +74,17 @@ def test_export_writes_a_self_contained_folder(ner_model):
     assert not any(name.endswith(".tmp") or ".tmp-" in name for name in os.listdir(os.path.dirname(model_dir)))
     modes = {name: os.stat(os.path.join(model_dir, name)).st_mode & 0o777 for name in os.listdir(model_dir)}
     assert len(set(modes.values())) == 1, modes                          # the weights are shared like the rest
+    # An exported folder is a checkpoint too (init_checkpoint, convert --from rofjax), shapes checked by name.
+    from rofjax.checkpoint import CheckpointMismatchError, restore_params
+
+    restored = flatten(restore_params(model_dir))
+    assert sorted(restored) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(want[name]), err_msg=name)
+    wrong = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype),
+                                   jax.device_get(from_run.params))
+    with pytest.raises(CheckpointMismatchError, match=r"model.safetensors: parameter \S+ is stored with shape"):
+        restore_params(model_dir, target=wrong)
 
 
 def test_ner_pipeline_gives_entities_with_text_offsets_and_scores(ner_model):

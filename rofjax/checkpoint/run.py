@@ -21,7 +21,9 @@ Layouts understood by `restore_params`:
 * `save_params` output: `DIR/params` (an orbax PyTree) and `DIR/model_config.json`;
 * a training run's `orbax.checkpoint.CheckpointManager` root, `DIR/<step>/state` whose tree has a `params` key —
   only the parameters are read (fine-tuning from a pretraining checkpoint leaves the optimizer state on disk);
-* a bare orbax PyTree folder.
+* a bare orbax PyTree folder;
+* an exported model folder (`rofjax export`: `model.safetensors` beside `task.json`), so a fine-tuned model can
+  start another fine-tuning or be converted.
 
 Restores take target shardings, so a checkpoint written on one mesh is read onto another. Orbax writes into a
 temporary folder and renames it when complete, so an interrupted save never looks like a checkpoint.
@@ -147,8 +149,8 @@ def _locate(directory: str, step: int | None) -> tuple[str, str | None]:
         return _locate(step_dir, None)
     if os.path.exists(os.path.join(directory, "_METADATA")):
         return directory, None
-    raise FileNotFoundError(f"{directory} holds no rofjax parameters (expected {PARAMS_ITEM}/, {STATE_ITEM}/ or "
-                            f"numbered step folders).")
+    raise FileNotFoundError(f"{directory} holds no rofjax parameters (expected {PARAMS_ITEM}/, {STATE_ITEM}/, "
+                            f"numbered step folders, or an exported model's model.safetensors and task.json).")
 
 
 def _metadata_tree(checkpointer, path: str):
@@ -272,7 +274,13 @@ def restore_params(directory: str | os.PathLike, *, target=None, shardings=None,
     Without either, the checkpoint's own tree is restored onto the default device. A tree or shape mismatch
     names the parameter.
     """
-    path, key = _locate(readable_path(directory, "checkpoint"), step)
+    local = readable_path(directory, "checkpoint")
+    from rofjax.export import TASK_FILE, WEIGHTS_FILE
+
+    if step is None and os.path.isfile(os.path.join(local, WEIGHTS_FILE)) \
+            and os.path.isfile(os.path.join(local, TASK_FILE)):
+        return _restore_export(os.path.join(local, WEIGHTS_FILE), target, shardings)
+    path, key = _locate(local, step)
     _quiet_orbax_tracebacks()
     try:
         return _restore(path, key, target, shardings)
@@ -304,6 +312,24 @@ def _restore(path: str, key: str | None, target, shardings):
             item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
             partial_restore=key is not None))
     return restored[key] if key is not None else restored
+
+
+def _restore_export(weights: str, target, shardings):
+    """The parameters of an exported model folder (`rofjax export`), placed as `restore_params` places a
+    checkpoint's."""
+    from rofjax.export import load_weights
+
+    params = load_weights(weights)
+    if target is not None:
+        target = nn.unbox(target)
+        _check_against(params, target, weights)
+        params = jax.tree_util.tree_map(lambda p, t: np.asarray(p, jnp.result_type(t)), params, target)
+        if shardings is None:
+            shardings = jax.tree_util.tree_map(lambda t: getattr(t, "sharding", None), target)
+    if shardings is None:
+        return jax.tree_util.tree_map(jnp.asarray, params)
+    return jax.tree_util.tree_map(lambda p, s: jax.device_put(p, s) if s is not None else jnp.asarray(p), params,
+                                  shardings)
 
 
 def _check_against(stored, target, path: str) -> None:
