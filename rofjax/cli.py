@@ -131,6 +131,10 @@ def _read_source(args):
     from rofjax.checkpoint.run import CONFIG_FILE, PARAMS_ITEM
 
     source = os.path.abspath(args.checkpoint)
+    if args.source != "bert4keras" and os.path.isfile(source):
+        what = "config.json and the weights" if args.source == "huggingface" else "the parameters"
+        raise ValueError(f"--checkpoint {args.checkpoint} is a file; give the folder that holds {what} "
+                         f"({os.path.dirname(source)}?).")
     try:
         if args.source == "bert4keras":
             config, params, report = load_bert4keras(args.checkpoint, args.config, args.model,

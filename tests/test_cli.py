@@ -129,6 +129,9 @@ def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
             main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out", str(tmp_path / "o"),
                   "--tolerance", tolerance])
         assert f"--tolerance: {tolerance} is not a finite number ≥ 0" in capsys.readouterr().err
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source / "model_config.json"), "--out",
+                 str(tmp_path / "o")])
+    assert code == 2 and "model_config.json is a file; give the folder" in capsys.readouterr().err
 
 
 def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
