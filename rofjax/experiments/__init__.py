@@ -8,6 +8,7 @@ configs live in `configs/experiments/`; `--config.smoke=True` runs each in secon
 from __future__ import annotations
 
 import importlib
+import os
 
 EXPERIMENTS = {
     "probe": "rofjax.experiments.probe",
@@ -19,8 +20,19 @@ EXPERIMENTS = {
 }
 
 
+# Settings every experiment counts with: none can be zero (a mean over no seeds, a run of no steps).
+COUNTS = ("seeds", "steps", "batch_size", "eval_every", "eval_size")
+
+
 def run_experiment(config, workdir: str, log=print) -> str:
     name = config.get("experiment")
     if name not in EXPERIMENTS:
         raise ValueError(f"config.experiment={name!r} is not an experiment; known: {sorted(EXPERIMENTS)}.")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir} is a file; an experiment writes a folder of results.")
+    for section, values in (("config", config), ("config.smoke_settings", config.get("smoke_settings") or {})):
+        for key in COUNTS:
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{section}.{key}={value!r}; expected a whole number ≥ 1.")
     return importlib.import_module(EXPERIMENTS[name]).run(config, workdir, log=log)

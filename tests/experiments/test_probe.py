@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 
 import numpy as np
+import pytest
 
 from rofjax.experiments.probe import CLS, PAD, SEP, TOKEN, chance_accuracy, probe_batch
 
@@ -52,3 +54,19 @@ def test_probe_smoke_writes_one_row_per_variant_and_resumes(tmp_path):
     again = []
     run_experiment(config, str(tmp_path), log=again.append)
     assert again == []                                           # every run was kept, none repeated
+
+
+@pytest.mark.parametrize("key,value", [("seeds", 0), ("smoke_settings.steps", 0), ("eval_size", -3)])
+def test_counts_no_experiment_can_use_are_refused_before_any_run(tmp_path, key, value):
+    from configs.experiments import probe
+    from rofjax.experiments import run_experiment
+
+    config = probe.get_config()
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ValueError, match=rf"config.{re.escape(key)}={value}; expected a whole number ≥ 1"):
+        run_experiment(config, str(tmp_path / "results"))
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        run_experiment(probe.get_config(), str(tmp_path / "a_file"))
