@@ -59,7 +59,8 @@ def test_values_no_run_can_use_are_refused_first(key, value, expected):
 @pytest.mark.parametrize("section,key,value,expected", [("data", "max_length", 0, "≥ 3"),
                                                         ("optim", "lr", -1.0, "≥ 0"),
                                                         ("data", "mask_rate", 0.0, "in \\(0, 1\\]"),
-                                                        ("data", "mask_rate", 1.5, "in \\(0, 1\\]")])
+                                                        ("data", "mask_rate", 1.5, "in \\(0, 1\\]"),
+                                                        ("data", "max_documents", 0, "≥ 1")])
 def test_sizes_and_rates_no_run_can_use_are_refused_first(section, key, value, expected):
     config = tiny()
     config[section][key] = value
