@@ -888,6 +888,35 @@ def _check_free_space(folder: str, needed: int) -> None:
                             f"checkpoint.")
 
 
+def check_vocabulary_matches(checkpoint: str, vocab_path: str) -> None:
+    """Refuse to start from `checkpoint` when the vocabulary kept beside it (a run folder's or an exported model's
+    vocab.txt, found at most two folders up) is not the one the task tokenizes with: token ids would index other
+    rows of the embedding table, and nothing else would fail."""
+    from rofjax.data.tokenizer import read_vocab
+
+    if is_remote(checkpoint) or not os.path.exists(checkpoint):
+        return
+    folder = os.path.abspath(checkpoint)
+    for _ in range(3):
+        beside = os.path.join(folder, VOCAB_FILE)
+        if os.path.isfile(beside):
+            break
+        folder = os.path.dirname(folder)
+    else:
+        return
+    if os.path.abspath(beside) == os.path.abspath(vocab_path):
+        return
+    kept, used = list(read_vocab(beside)), list(read_vocab(vocab_path))
+    if kept == used:
+        return
+    line = next((i for i, (a, b) in enumerate(zip(kept, used)) if a != b), min(len(kept), len(used)))
+    differs = (f"line {line + 1}: {kept[line]!r} against {used[line]!r}" if line < min(len(kept), len(used)) else
+               f"{len(kept)} tokens against {len(used)}")
+    raise ValueError(f"config.train.init_checkpoint={checkpoint!r} was trained with the vocabulary {beside}, and this "
+                     f"run tokenizes with {vocab_path} ({differs}): token ids would not match its embeddings. Set "
+                     f"config.data.vocab_path={beside}.")
+
+
 def load_encoder(path: str, params: dict) -> dict:
     """`params` with its encoder replaced by the encoder of the checkpoint at `path` (a rofjax run, a converted
     checkpoint or a pre-training run), each array placed like the one it replaces; a missing parameter or a shape

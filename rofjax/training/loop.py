@@ -21,7 +21,14 @@ import time
 import jax
 import numpy as np
 
-from rofjax.checkpoint.run import RunFolder, is_remote, load_encoder, local_path, readable_path
+from rofjax.checkpoint.run import (
+    RunFolder,
+    check_vocabulary_matches,
+    is_remote,
+    load_encoder,
+    local_path,
+    readable_path,
+)
 from rofjax.data.datasets import get_dataset
 from rofjax.data.pipeline import train_iterator
 from rofjax.models.ladder import fingerprint
@@ -209,6 +216,8 @@ def run(config, workdir: str) -> dict:
         # Data and task.
         spec = get_dataset(data.dataset)
         task = build_task(config)
+        if train.init_checkpoint:
+            check_vocabulary_matches(train.init_checkpoint, task.tokenizer.vocab_path)
         train_records = spec.split("train", data.data_dir, config.seed)
         eval_records = spec.split("validation", data.data_dir, config.seed)
         if task.expands_records:

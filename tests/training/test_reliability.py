@@ -278,3 +278,20 @@ def test_out_of_memory_is_one_line_with_what_to_change(capsys):
                                        "fits before a run).\n")
     with pytest.raises(ZeroDivisionError):                      # anything else is still a traceback: a bug
         report_user_errors(lambda: 1 / 0)
+
+
+def test_an_init_checkpoint_kept_beside_another_vocabulary_is_refused(tmp_path):
+    from rofjax.checkpoint.run import check_vocabulary_matches
+    from rofjax.data.vocab import EMBEDDED_VOCAB
+
+    tokens = open(EMBEDDED_VOCAB, encoding="utf-8").read().splitlines()
+    step = tmp_path / "pretrain" / "checkpoints" / "40"
+    step.mkdir(parents=True)
+    (tmp_path / "pretrain" / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    for checkpoint in (step, step.parent, tmp_path / "pretrain"):             # the step, its folder, the run
+        check_vocabulary_matches(str(checkpoint), EMBEDDED_VOCAB)             # the same tokens: nothing to say
+    swapped = tokens[:5] + [tokens[6], tokens[5]] + tokens[7:]                # same size, two ids exchanged
+    (tmp_path / "pretrain" / "vocab.txt").write_text("\n".join(swapped) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"init_checkpoint='{step}' was trained with the vocabulary "
+                                         rf".*pretrain/vocab.txt.*\(line 6: .*\).*Set config.data.vocab_path="):
+        check_vocabulary_matches(str(step), EMBEDDED_VOCAB)
