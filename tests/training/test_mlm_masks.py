@@ -49,3 +49,20 @@ def test_chunked_gau_trains_on_unpacked_rows_and_names_the_fix_for_packed_ones(t
     packed = MaskedLMTask(config, tokenizer, max_length=32, max_predictions=4, max_documents=4)
     with pytest.raises(ValueError, match=r"config.data.pack=False"):
         packed.loss(params, batch, jax.random.key(1), 0)
+
+
+def test_a_document_longer_than_a_row_is_cut_with_one_warning_naming_its_line(tokenizer, monkeypatch):
+    import warnings
+
+    from rofjax.training.tasks import mlm
+
+    monkeypatch.setattr(mlm, "_warned_cut", False)
+    task = MaskedLMTask(get_preset("roformer_v2_tiny"), tokenizer, max_length=16, whole_word=False)
+    short = task.encode_document({"text": "今天天气很好", "line": 1})
+    assert len(short["input_ids"]) == 8                                       # [CLS] 6 characters [SEP]
+    with pytest.warns(UserWarning, match=r"document \(line 2\) has 62 tokens; masked LM trains on its first 16"):
+        cut = task.encode_document({"text": "今天天气很好" * 10, "line": 2})
+    assert len(cut["input_ids"]) == 16 and cut["input_ids"][-1] == tokenizer.sep_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                        # once per process, not per document
+        task.encode_document({"text": "今天天气很好" * 10, "line": 3})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 
 import grain
 import jax.numpy as jnp
@@ -34,6 +35,20 @@ def _jieba():
 
     jieba.setLogLevel(logging.WARNING)
     return jieba
+
+
+_warned_cut = False
+
+
+def _warn_cut_once(record: dict, tokens: int, max_length: int) -> None:
+    """Say once per process that documents are cut to a row: the rest of a long document is never trained on."""
+    global _warned_cut
+    if not _warned_cut:
+        _warned_cut = True
+        where = f" (line {record['line']})" if "line" in record else ""
+        warnings.warn(f"a document{where} has {tokens} tokens; masked LM trains on its first {max_length} only, and "
+                      f"so on every longer one (warned once). Put one document per line in shorter pieces, or raise "
+                      f"data.max_length.", stacklevel=2)
 
 
 @dataclasses.dataclass
@@ -66,7 +81,10 @@ class MaskedLMTask(Task):
         text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
         words = _jieba().lcut(text, HMM=False) if self.whole_word else list(text)
         words = [w for w in words if w.strip()] or ["[UNK]"]
-        ids, starts = self.tokenizer.word_starts(words, maxlen=self.max_length)
+        ids, starts = self.tokenizer.word_starts(words)
+        if len(ids) > self.max_length:
+            _warn_cut_once(record, len(ids), self.max_length)
+            ids, starts = ids[: self.max_length - 1] + [self.tokenizer.sep_id], starts[: self.max_length - 1] + [False]
         return {"input_ids": np.asarray(ids, np.int32), "word_starts": np.asarray(starts, np.int32)}
 
     def unpacked(self, example: dict) -> dict:
