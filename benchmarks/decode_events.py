@@ -34,9 +34,16 @@ def make_sequence(rng, labels, n, arguments_per_type, types, link_density):
     return argu, head, tail
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sequences", type=int, default=20)
+    parser.add_argument("--sequences", type=_positive, default=20)
     parser.add_argument("--arguments", type=int, default=14, help="above-threshold arguments per event type")
     parser.add_argument("--types", type=int, default=3)
     parser.add_argument("--density", type=float, default=0.85, help="fraction of positive head/tail cells")

@@ -130,6 +130,13 @@ def measure(method: str, preset: str, length: int, batch: int, steps: int, dtype
     return row
 
 
+def _methods(text: str) -> str:
+    unknown = [m for m in text.split(",") if m not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown)} not among {', '.join(METHODS)}")
+    return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="roberta_wwm_ext_chinese_base")
@@ -137,7 +144,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3,
                         help="timed steps per method, after one warm-up (0: compiled memory only, nothing run)")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), type=_methods,
+                        help=f"comma list of {', '.join(METHODS)}")
     parser.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 on an accelerator)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--png", help="draw the bar chart here (needs matplotlib: pip install 'rofjax[bench]')")

@@ -19,6 +19,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from train._errors import parse_flags
+
 config_flags.DEFINE_config_file("config", "configs/demo.py", "training config", lock_config=True)
 flags.DEFINE_integer("steps", 20, "timed steps")
 FLAGS = flags.FLAGS
@@ -81,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
