@@ -23,8 +23,10 @@ from rofjax.experiments.report import (
     resolved_settings,
     write_results,
 )
+from rofjax.nn.attention import NORMALIZATIONS
 
 TOKEN, CLS, SEP, PAD = 5, 2, 3, 0
+BLOCKS = ("attention", "gau")
 CLAIM = ("With identical input tokens, a RoPE Transformer with softmax attention gives every position the same "
          "output, so it cannot map n identical tokens to 1…n; dropping the softmax denominator, l2 (or swish+l2) "
          "normalisation, or feeding [CLS] … [SEP] around the input makes the probe solvable (kexue.fm 9105).")
@@ -132,7 +134,16 @@ def run(config, workdir: str, log=print) -> str:
     settings = resolved_settings(config)
     normalizations = [n for n in settings["normalizations"].split(",") if n]
     blocks = [b for b in settings["blocks"].split(",") if b]
-    depths = [int(d) for d in str(settings["layers"]).split(",") if d]
+    # Checked before the first run, not when a later one reaches the bad name.
+    unknown = [n for n in normalizations if n not in NORMALIZATIONS] + [b for b in blocks if b not in BLOCKS]
+    if unknown:
+        raise ValueError(f"config.normalizations / config.blocks: {', '.join(map(repr, unknown))} unknown; "
+                         f"normalizations are {', '.join(NORMALIZATIONS)}, blocks {', '.join(BLOCKS)}.")
+    try:
+        depths = [int(d) for d in str(settings["layers"]).split(",") if d]
+    except ValueError:
+        raise ValueError(f"layers={settings['layers']!r} (config.layers, or config.smoke_settings.layers with "
+                         f"smoke); expected comma-separated layer counts, e.g. '1,2'.") from None
     seeds = range(settings["seeds"])
     runs = Runs(workdir, settings)
     results, rows = {}, []

@@ -70,3 +70,18 @@ def test_counts_no_experiment_can_use_are_refused_before_any_run(tmp_path, key, 
     (tmp_path / "a_file").write_text("")
     with pytest.raises(NotADirectoryError, match="is a file"):
         run_experiment(probe.get_config(), str(tmp_path / "a_file"))
+
+
+def test_unknown_variants_are_refused_before_the_first_run(tmp_path):
+    from configs.experiments import probe
+    from rofjax.experiments import run_experiment
+
+    config = probe.get_config()
+    config.smoke = True
+    config.normalizations = "softmax,softmax_pluss"
+    with pytest.raises(ValueError, match=r"'softmax_pluss' unknown; normalizations are softmax, softmax_plus"):
+        run_experiment(config, str(tmp_path / "results"))
+    config.normalizations, config.smoke_settings.layers = "softmax", "one"
+    with pytest.raises(ValueError, match=r"layers='one' \(config.layers, or config.smoke_settings.layers"):
+        run_experiment(config, str(tmp_path / "results"))
+    assert not (tmp_path / "results").exists()
