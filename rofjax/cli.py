@@ -210,6 +210,11 @@ def convert(args) -> int:
     from tqdm import tqdm
 
     out = os.path.abspath(args.out)
+    parent = os.path.dirname(out)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise NotADirectoryError(f"--out {args.out}: {parent} is a file, so no folder can be made under it.")
     if os.path.exists(out) and not _is_empty_dir(out):
         if not args.overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")

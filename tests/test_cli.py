@@ -132,6 +132,9 @@ def test_convert_of_a_checkpoint_computing_nan_writes_nothing(tmp_path, capsys):
     code = main(["convert", "--from", "rofjax", "--checkpoint", str(source / "model_config.json"), "--out",
                  str(tmp_path / "o")])
     assert code == 2 and "model_config.json is a file; give the folder" in capsys.readouterr().err
+    code = main(["convert", "--from", "rofjax", "--checkpoint", str(source), "--out",
+                 str(source / "model_config.json" / "sub")])
+    assert code == 2 and "model_config.json is a file, so no folder can be made under it" in capsys.readouterr().err
 
 
 def test_convert_into_an_existing_folder_needs_overwrite(tmp_path, capsys):
