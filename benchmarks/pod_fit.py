@@ -74,11 +74,19 @@ def main(argv=None):
     parser.add_argument("--modes", default="fsdp,data")
     parser.add_argument("--max-per-chip", type=int, default=64)
     args = parser.parse_args(argv)
-    from rofjax.parallel.topology import topology_devices
+    from rofjax.parallel.topology import parse_topology, topology_devices
 
+    for topology in args.topologies.split(","):                  # all named before the first compilation
+        try:
+            parse_topology(topology)
+        except ValueError as error:
+            parser.error(str(error))
     rows = []
     for topology in args.topologies.split(","):
-        devices = topology_devices(topology)
+        try:
+            devices = topology_devices(topology)
+        except RuntimeError as error:                            # libtpu (or the CUDA plugin) missing
+            parser.error(str(error))
         for path in args.configs.split(","):
             for mode in args.modes.split(","):
                 recipe_batch = load_config(path).batch_size
