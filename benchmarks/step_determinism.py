@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,13 +22,13 @@ def main(argv=None):
     parser.add_argument("--config", default="configs/ie/peoples_daily_ner.py")
     parser.add_argument("--repeats", type=int, default=400, help="passes over the fixed batches")
     parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--trainer", action="store_true",
+                        help="repeat the Trainer's whole step (gradient, clipping, update) from one state instead")
     args = parser.parse_args(argv)
 
     import runpy
 
     import jax
-    import numpy as np
-    import optax
     from flax import linen as nn
 
     from rofjax.data.datasets import get_dataset
@@ -44,13 +43,43 @@ def main(argv=None):
     iterator.close()
     params = nn.unbox(task.init_params(jax.random.key(config.seed), task.init_batch(config.train.batch_size)))
 
-    @jax.jit
+    if args.trainer:
+        import jax.numpy as jnp
+
+        from rofjax.parallel.mesh import mesh_from_config
+        from rofjax.training.loop import build_trainer
+
+        trainer = build_trainer(config, task, mesh_from_config(config), int(config.train.total_steps))
+        state = trainer.init_state(config.seed, config.train.batch_size)
+        state = state.replace(step=state.step + config.optim.warmup_steps)     # past warm-up: a nonzero update
+
+        def gradient(params, batch):                   # the step donates its state: each call gets a copy
+            new_state, metrics = trainer.train_step(jax.tree_util.tree_map(jnp.copy, state), batch)
+            return metrics["loss"], metrics["grad_norm"], new_state.params
+    else:
+        gradient = jax.jit(_gradient(task))
+    run(args, params, batches, gradient)
+
+
+def _gradient(task):
+    import jax
+    import optax
+
     def gradient(params, batch):
         def loss(p):
             return task.loss(p, batch, jax.random.key(1), 0)
 
         (value, _), grads = jax.value_and_grad(loss, has_aux=True)(params)
         return value, optax.global_norm(grads), grads
+
+    return gradient
+
+
+def run(args, params, batches, gradient):
+    import time
+
+    import jax
+    import numpy as np
 
     def leaves(result):
         return [np.asarray(x) for x in jax.tree_util.tree_leaves(result)]
@@ -64,7 +93,7 @@ def main(argv=None):
             changed = [i for i, (a, b) in enumerate(zip(now, first[index])) if a.tobytes() != b.tobytes()]
             if changed:
                 differing += 1
-                # leaves: loss, norm, then the gradient's leaves in parameter order
+                # leaves: loss, norm, then the gradient's (or the updated parameters') leaves in parameter order
                 what = ["loss" if i == 0 else "norm" if i == 1 else names[i - 2] for i in changed]
                 print(f"repeat {repeat}, batch {index}: differs in {', '.join(what[:6])}"
                       + (f" (+{len(what) - 6})" if len(what) > 6 else ""), flush=True)
