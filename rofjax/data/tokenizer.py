@@ -151,9 +151,12 @@ class Tokenizer:
         ids, word_ids = list(encoding.ids), encoding.word_ids
         starts = [w is not None and (i == 0 or word_ids[i - 1] != w) for i, w in enumerate(word_ids)]
         if maxlen is not None and len(ids) > maxlen:
-            ids = ids[: maxlen - 1] + [self.sep_id]
-            starts = starts[: maxlen - 1] + [False]
+            ids, starts = self.cut(ids, starts, maxlen)
         return ids, starts
+
+    def cut(self, ids: list[int], starts: list[bool], maxlen: int) -> tuple[list[int], list[bool]]:
+        """`[CLS] …` ids and their word-start flags cut to `maxlen`, the last kept token replaced by `[SEP]`."""
+        return ids[: maxlen - 1] + [self.sep_id], starts[: maxlen - 1] + [False]
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], length: int, value: int = 0) -> np.ndarray:

@@ -84,7 +84,7 @@ class MaskedLMTask(Task):
         ids, starts = self.tokenizer.word_starts(words)
         if len(ids) > self.max_length:
             _warn_cut_once(record, len(ids), self.max_length)
-            ids, starts = ids[: self.max_length - 1] + [self.tokenizer.sep_id], starts[: self.max_length - 1] + [False]
+            ids, starts = self.tokenizer.cut(ids, starts, self.max_length)
         return {"input_ids": np.asarray(ids, np.int32), "word_starts": np.asarray(starts, np.int32)}
 
     def unpacked(self, example: dict) -> dict:
