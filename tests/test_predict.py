@@ -1,24 +1,21 @@
 import json
 import os
-import subprocess
-import sys
 
 from rofjax.data.synthetic import write_generated_duee
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def test_train_then_predict_writes_a_duee_submission_and_exports_an_event_model(tmp_path):
+    """In process: the command lines around `run` and `predict` are tested on afqmc (test_clue.py)."""
+    from configs.ie import duee
+    from rofjax.training.loop import run
+    from train.predict import predict
+
     data = write_generated_duee(tmp_path / "data", train=32, dev=8, seed=0)
-    common = ["--config", "configs/ie/duee.py", f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data}"]
-    train = subprocess.run([sys.executable, "-m", "train.finetune", *common, "--config.total_steps=2",
-                            "--config.batch_size=8", "--config.head_size=16", "--config.progress_bar=False"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
-    out = subprocess.run([sys.executable, "-m", "train.predict", *common], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    path = out.stdout.strip().splitlines()[-1]
+    config = duee.get_config()
+    config.data.data_dir, config.data.head_size = str(data), 16
+    config.train.total_steps, config.train.batch_size, config.train.progress_bar = 2, 8, False
+    run(config, str(tmp_path / "run"))
+    path = predict(config, str(tmp_path / "run"))
     assert path.endswith("duee_predict.json")
     lines = [json.loads(line) for line in open(path, encoding="utf-8")]
     assert len(lines) == 8 and all({"id", "text", "event_list"} <= set(line) for line in lines)

@@ -41,8 +41,10 @@ PRESETS = {"cmrc2018": "gau_alpha_tiny", "c3": "roformer_tiny"}
 # ocnli is cmnli with other file names: the same config, label set, model, task and submission writer; its files
 # are read and built by the code tests/data/test_clue.py checks for every task and split.
 NOT_IN_PROCESS = {"afqmc", "ocnli"}
-# iflytek is tnews with another label count (single-text classification, the same task and writer): under -m slow.
-SLOW = {"iflytek"}
+# iflytek is tnews with another label count (single-text classification, the same task and writer); cmnli and wsc
+# are csl with other label sets and readers (sentence pairs, the same task and writer; the readers are checked for
+# every split in tests/data/test_clue.py): under -m slow.
+SLOW = {"iflytek", "cmnli", "wsc"}
 IN_PROCESS = [pytest.param(task, PRESETS.get(task, "roformer_v2_tiny"), id=f"{task}-{PRESETS[task]}"
                            if task in PRESETS else task, marks=[pytest.mark.slow] if task in SLOW else [])
               for task in clue.TASKS if task not in NOT_IN_PROCESS]
