@@ -99,6 +99,7 @@ def test_batches_made_by_worker_processes_resume_exactly_and_only_with_as_many_w
     assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2", "4"]
 
 
+@pytest.mark.slow      # the next test reaches the same stop, on a step it names exactly
 def test_nonfinite_loss_stops_with_the_step(tmp_path, data_dir):
     config = _tiny(demo.get_config(), data_dir, total_steps=20, save_every=100)
     config.optim.lr = 1e30

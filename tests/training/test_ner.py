@@ -42,30 +42,42 @@ def test_labels_decode_back_to_gold_spans():
     assert checked == 300
 
 
-def test_cluener_config_trains_from_a_local_folder(tmp_path):
+def _cluener_config(folder):
     import json
 
     from configs.ie import cluener
-    from rofjax.training.loop import run
 
     lines = [{"text": "北京勘察设计协会副会长兼秘书长周荫如", "label": {
         "organization": {"北京勘察设计协会": [[0, 7]]}, "name": {"周荫如": [[15, 17]]},
         "position": {"副会长": [[8, 10]], "秘书长": [[12, 14]]}}},
         {"text": "我在上海玩《英雄联盟》", "label": {"address": {"上海": [[2, 3]]}, "game": {"英雄联盟": [[6, 9]]}}}]
     for name in ("train.json", "dev.json"):
-        (tmp_path / name).write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines * 4),
-                                     encoding="utf-8")
+        (folder / name).write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines * 4),
+                                   encoding="utf-8")
     config = cluener.get_config()
-    config.data_dir = str(tmp_path)
+    config.data_dir = str(folder)
     config.total_steps = 3
     config.batch_size = 8
     config.head_size = 16
     config.progress_bar = False
+    return config
+
+
+def test_cluener_config_refuses_a_batch_the_mesh_cannot_split(tmp_path):
+    from rofjax.training.loop import run
+
+    config = _cluener_config(tmp_path)
     config.batch_size = 4
     with pytest.raises(ValueError, match=r"batch_size=4 must be a multiple of data × fsdp = 8"):
         run(config, str(tmp_path / "bad"))
-    config.batch_size = 8
-    result = run(config, str(tmp_path / "run"))
+
+
+# The same data, task and NER head train in test_clue.py (cluener through the CLUE recipe) and in the demo.
+@pytest.mark.slow
+def test_cluener_config_trains_from_a_local_folder(tmp_path):
+    from rofjax.training.loop import run
+
+    result = run(_cluener_config(tmp_path), str(tmp_path / "run"))
     assert set(result) >= {"f1", "macro_f1", "precision", "recall"} and result["examples"] == 8
 
 

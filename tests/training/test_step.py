@@ -47,8 +47,10 @@ def single_device():
     return params, losses
 
 
-@pytest.mark.parametrize("axes", [dict(data=8), dict(data=2, fsdp=4), dict(data=2, tensor=4),
-                                  dict(data=1, fsdp=2, tensor=4)])
+# Pure data parallelism, and all three axes at once, by default; each pair of axes alone under -m slow.
+@pytest.mark.parametrize("axes", [dict(data=8), dict(data=2, fsdp=2, tensor=2)] + [
+    pytest.param(axes, marks=pytest.mark.slow)
+    for axes in (dict(data=2, fsdp=4), dict(data=2, tensor=4), dict(data=1, fsdp=2, tensor=4))])
 def test_sharded_steps_equal_single_device(axes, single_device):
     task = _task()
     single_params, single_losses = single_device
