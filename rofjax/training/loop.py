@@ -126,7 +126,19 @@ def evaluate(trainer, task, params, records, config) -> dict:
     limit = min(len(records), config.eval.examples or len(records))
     subset = [records[index] for index in range(limit)]        # tfds data sources take no slices
     with trainer.context():
-        return task.evaluate(params, subset, config.train.batch_size)
+        result = task.evaluate(params, subset, config.train.batch_size)
+    if result and task.metric_names and set(result) != set(task.metric_names):
+        raise RuntimeError(f"{type(task).__name__}.evaluate returned the metrics {sorted(result)}, but the task "
+                           f"declares {sorted(task.metric_names)} (its metric_names): correct the declaration.")
+    return result
+
+
+def check_best_metric(config, task) -> None:
+    """Refuse, before any training, a `config.eval.best_metric` the task's evaluation never reports."""
+    best = config.eval.best_metric
+    if task.metric_names and best not in task.metric_names:
+        raise KeyError(f"config.eval.best_metric={best!r} is not among the evaluation metrics of "
+                       f"{type(task).__name__}: {', '.join(task.metric_names)}.")
 
 
 def _strict(row: dict) -> dict:
@@ -216,6 +228,7 @@ def run(config, workdir: str) -> dict:
         # Data and task.
         spec = get_dataset(data.dataset)
         task = build_task(config)
+        check_best_metric(config, task)
         if train.init_checkpoint:
             check_vocabulary_matches(train.init_checkpoint, task.tokenizer.vocab_path)
         train_records = spec.split("train", data.data_dir, config.seed)

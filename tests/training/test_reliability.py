@@ -186,7 +186,42 @@ def test_when_every_checkpoint_is_damaged_the_run_starts_afresh_exactly(tmp_path
     assert again == fresh                   # the data from its first batch, not from where a damaged step left it
 
 
-def test_an_unknown_best_metric_stops_before_its_row_so_the_fixed_rerun_evaluates(tmp_path):
+def test_an_unknown_best_metric_is_refused_before_training(tmp_path):
+    wrong = tiny(2)
+    wrong.eval.best_metric = "f1_nope"
+    with pytest.raises(KeyError, match="best_metric='f1_nope' is not among the evaluation metrics of "
+                                       "ClassificationTask: loss, accuracy, examples"):
+        run(wrong, str(tmp_path))
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_metric_names_a_task_declares_must_be_those_it_reports():
+    import contextlib
+    from types import SimpleNamespace
+
+    from rofjax.training.loop import evaluate
+
+    class Declared:
+        metric_names = ("loss", "accuracy")
+
+        def evaluate(self, params, records, batch_size):
+            return {"loss": 1.0, "acc": 0.5}
+
+    trainer = SimpleNamespace(context=contextlib.nullcontext)
+    config = tiny(2)
+    with pytest.raises(RuntimeError, match=r"Declared.evaluate returned the metrics \['acc', 'loss'\], but the "
+                                           r"task declares \['accuracy', 'loss'\]"):
+        evaluate(trainer, Declared(), None, [{}], config)
+    Declared.metric_names = ()                        # undeclared (a task of your own): not checked here
+    assert evaluate(trainer, Declared(), None, [{}], config) == {"loss": 1.0, "acc": 0.5}
+
+
+def test_a_task_declaring_no_metrics_stops_before_the_row_of_an_unknown_best_metric(tmp_path, monkeypatch):
+    """A task of your own need not declare its metric names: an unknown best_metric then stops the run at its
+    first evaluation, before the row is written, so that the fixed rerun evaluates again."""
+    from rofjax.training.tasks import ClassificationTask
+
+    monkeypatch.setattr(ClassificationTask, "metric_names", ())
     wrong = tiny(2)
     wrong.eval.best_metric = "f1_nope"
     with pytest.raises(KeyError, match="best_metric='f1_nope' is not among the evaluation metrics"):

@@ -46,6 +46,9 @@ class Task(abc.ABC):
     expands_records: ClassVar[bool] = False
     # The batch keys `predict` reads.
     predict_keys: ClassVar[tuple[str, ...]] = ("input_ids",)
+    # The names `evaluate` returns, so that a `config.eval.best_metric` it will never report is refused before
+    # training rather than at the first evaluation. Empty: not declared (a task of your own), checked only then.
+    metric_names: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abc.abstractmethod

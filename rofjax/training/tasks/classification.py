@@ -29,6 +29,7 @@ class ClassificationTask(Task):
     pooling: str = "cls"
 
     predict_keys = ("input_ids", "segment_ids")
+    metric_names = ("loss", "accuracy", "examples")
 
     @classmethod
     def from_config(cls, config, model_config, tokenizer, labels, **options):

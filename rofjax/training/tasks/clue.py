@@ -47,6 +47,7 @@ class MultipleChoiceTask(Task):
     max_length: int = 512
     clue_task: str = "c3"
     predict_keys = ("input_ids",)
+    metric_names = ("loss", "accuracy", "examples")
 
     @classmethod
     def from_config(cls, config, model_config, tokenizer, labels, **options):
@@ -116,6 +117,8 @@ class ChidTask(MultipleChoiceTask):
 
     num_choices: int = 10
     max_length: int = 64
+
+    metric_names = ("accuracy", "accuracy_independent", "examples")
     clue_task: str = "chid"
 
     def choices(self, record: dict) -> list[str]:
@@ -186,6 +189,7 @@ class ReadingComprehensionTask(Task):
     head_size: int = 64
     predict_keys = ("input_ids", "span_mask")
     expands_records = True
+    metric_names = ("em", "f1", "examples")
 
     @classmethod
     def from_config(cls, config, model_config, tokenizer, labels, **options):

@@ -32,6 +32,8 @@ class EventTask(Task):
     labels: list[tuple[str, str]]
     max_length: int = 128
     head_size: int = 64
+
+    metric_names = ("event_f1", "event_precision", "event_recall", "argument_f1", "decode_caps_hit", "examples")
     max_spans_per_class: int = 8
     max_links: int = 32
     threshold: float = 0.0

@@ -53,6 +53,8 @@ def _warn_cut_once(record: dict, tokens: int, max_length: int) -> None:
 
 @dataclasses.dataclass
 class MaskedLMTask(Task):
+    metric_names = ("loss", "accuracy", "predictions")
+
     max_length: int = 128
     mask_rate: float = 0.15
     max_predictions: int | None = None

@@ -22,6 +22,8 @@ from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 @dataclasses.dataclass
 class NERTask(Task):
+    metric_names = ("f1", "precision", "recall", "macro_f1", "examples")
+
     types: list[str]
     max_length: int = 128
     head_size: int = 64

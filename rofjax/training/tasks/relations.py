@@ -21,6 +21,8 @@ from rofjax.training.tasks.text_spans import token_boundaries, windowed_batches
 
 @dataclasses.dataclass
 class RelationTask(Task):
+    metric_names = ("f1", "precision", "recall", "examples")
+
     predicates: list[str]
     max_length: int = 128
     head_size: int = 64
