@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mask_rate = 0.15                  # masked LM: share of words masked
     c.data.pack = True                       # masked LM: pack documents first-fit into rows
     c.data.max_documents = 32                # masked LM packing: documents per row at most (fused-attention segments)
+    c.data.long_documents = "chunk"          # masked LM, a document longer than a row: "chunk" (all its rows), "cut"
     c.data.prefetch = 2                      # training batches a background thread keeps ready (0: none)
     c.data.workers = 0                       # processes making training batches (0: the main process)
 

@@ -577,11 +577,22 @@ class RunFolder:
         def workers(state):
             return len(state.get("iterators_in_use_indices", ()))
 
-        if set(stored) == set(wanted) and workers(stored) == workers(wanted):
+        def layout(state):
+            """The keys of a position at every depth (the stages of the pipeline that saved it), not its values."""
+            if isinstance(state, dict):
+                return {key: layout(value) for key, value in state.items()}
+            if isinstance(state, list):
+                return [layout(value) for value in state]
             return None
-        return (f"saved with config.data.workers={workers(stored)}, this run has config.data.workers="
-                f"{workers(wanted)}" if workers(stored) != workers(wanted) else
-                f"saved as {sorted(stored)}, this run's pipeline has {sorted(wanted)}: data.pack or the task differ")
+
+        if layout(stored) == layout(wanted):
+            return None
+        if workers(stored) != workers(wanted):
+            return (f"saved with config.data.workers={workers(stored)}, this run has config.data.workers="
+                    f"{workers(wanted)}")
+        return (f"saved as {json.dumps(layout(stored))}, this run's pipeline has {json.dumps(layout(wanted))}: "
+                f"data.pack, data.long_documents (runs begun before 'chunk' existed resume with "
+                f"--config.data.long_documents=cut) or the task differ")
 
     def _move_aside(self, step: int) -> str:
         if jax.process_index() == 0:

@@ -68,6 +68,8 @@ def validate_config(config) -> None:
               ("data.workers", config.data.get("workers", 0) >= 0, "≥ 0 (0: batches made in this process)"),
               ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)"),
               ("data.max_documents", config.data.get("max_documents", 1) >= 1, "≥ 1 (1: one document per row)"),
+              ("data.long_documents", config.data.get("long_documents", "chunk") in ("chunk", "cut"),
+               "'chunk' (every row of a long document) or 'cut' (its first row)"),
               ("data.mask_rate", 0 < config.data.get("mask_rate", 0.15) <= 1,
                "in (0, 1] (the share of words masked; 0 would train on nothing)")]
     for key, ok, expected in checks:

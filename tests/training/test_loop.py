@@ -135,6 +135,13 @@ def test_pretraining_lowers_the_mlm_loss_and_finetune_starts_from_it(tmp_path, d
     run(config, str(tmp_path / "mlm"))
     losses = [r["loss"] for r in _rows(tmp_path / "mlm")]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses
+    # Its data position belongs to the chunking pipeline: resuming with documents cut (how runs began before
+    # chunking) is refused, naming the key, and nothing is moved.
+    config.data.long_documents = "cut"
+    with pytest.raises(CheckpointMismatchError, match=r"holds the data position of another input pipeline .*"
+                                                      r"--config.data.long_documents=cut"):
+        run(config, str(tmp_path / "mlm"))
+    assert sorted(os.listdir(tmp_path / "mlm" / "checkpoints")) == ["40"]
     finetune = _tiny(demo.get_config(), data_dir, total_steps=2, save_every=2,
                      init_checkpoint=str(tmp_path / "mlm" / "checkpoints"))
     run(finetune, str(tmp_path / "ft"))

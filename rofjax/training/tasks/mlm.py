@@ -7,6 +7,12 @@ sees. Masking happens after packing with a fresh random draw each time an exampl
 each word is chosen with probability `mask_rate` (15%); a chosen word's tokens all become [MASK] (80%), stay
 (10%) or become random ids in [1, vocab) (10%) — the RoFormerV2 recipe. Targets are gathered to
 `max_predictions` positions per row, so the vocabulary projection runs on the chosen tokens only.
+
+A document longer than a row is trained on whole (`long_documents="chunk"`, the default): it is split into rows
+`[CLS] … [SEP]` of at most `max_length` tokens, each ending at the last sentence end (。！？；!?;) in its second
+half, else before the last word that starts in it, and each packed as a document of its own. `"cut"` keeps only
+its first row, as rofjax did before chunking (a run started then resumes only with it). Evaluation reads the
+first row of each document either way, so the same records give the same examples.
 """
 
 from __future__ import annotations
@@ -47,8 +53,24 @@ def _warn_cut_once(record: dict, tokens: int, max_length: int) -> None:
         _warned_cut = True
         where = f" (line {record['line']})" if "line" in record else ""
         warnings.warn(f"a document{where} has {tokens} tokens; masked LM trains on its first {max_length} only, and "
-                      f"so on every longer one (warned once). Put one document per line in shorter pieces, or raise "
-                      f"data.max_length.", stacklevel=2)
+                      f"so on every longer one (warned once): data.long_documents='cut'. The default, 'chunk', "
+                      f"trains on all of it.", stacklevel=2)
+
+
+LONG_DOCUMENTS = ("chunk", "cut")
+SENTENCE_ENDS = "。！？；!?;"
+
+
+class _DocumentRows(grain.experimental.FlatMapTransform):
+    """A record → the rows of its document (`MaskedLMTask.document_rows`)."""
+
+    max_fan_out = 1 << 20           # read by grain's map-dataset flat map only; a document has as many rows as it needs
+
+    def __init__(self, task):
+        self.task = task
+
+    def flat_map(self, record):
+        return self.task.document_rows(record)
 
 
 @dataclasses.dataclass
@@ -63,31 +85,73 @@ class MaskedLMTask(Task):
     max_documents: int = 32              # per packed row; 1 = unpacked rows
     pack: bool = True                    # pack documents first-fit into rows (else one document per row)
     seed: int = 0                        # of the packer and of the evaluation masks
+    long_documents: str = "chunk"        # a document longer than a row: "chunk" (every row of it) or "cut" (the first)
 
     @classmethod
     def from_config(cls, config, model_config, tokenizer, labels, **options):
         data = config.data
         return cls(model_config, tokenizer, max_length=data.max_length, mask_rate=data.mask_rate,
                    alpha_ramp_steps=config.train.alpha_ramp_steps,
-                   max_documents=data.max_documents if data.pack else 1, pack=data.pack, seed=config.seed)
+                   max_documents=data.max_documents if data.pack else 1, pack=data.pack, seed=config.seed,
+                   long_documents=data.get("long_documents", "chunk"))
 
     def __post_init__(self):
         self.model = Encoder(self.model_config)
         if self.max_predictions is None:
             self.max_predictions = max(1, math.ceil(self.max_length * self.mask_rate * 1.34))
         self._special = np.array([self.tokenizer.pad_id, self.tokenizer.cls_id, self.tokenizer.sep_id])
+        if self.long_documents not in LONG_DOCUMENTS:
+            raise ValueError(f"config.data.long_documents={self.long_documents!r}; expected one of {LONG_DOCUMENTS}.")
+        self._sentence_ends = {self.tokenizer.vocab[mark] for mark in SENTENCE_ENDS if mark in self.tokenizer.vocab}
 
     # Host side ------------------------------------------------------------------------------------------------
-    def encode_document(self, record: dict) -> dict:
+    def _tokens(self, record: dict) -> tuple[list[int], list[bool]]:
         text = record["text"]
         text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
         words = _jieba().lcut(text, HMM=False) if self.whole_word else list(text)
         words = [w for w in words if w.strip()] or ["[UNK]"]
-        ids, starts = self.tokenizer.word_starts(words)
-        if len(ids) > self.max_length:
-            _warn_cut_once(record, len(ids), self.max_length)
-            ids, starts = self.tokenizer.cut(ids, starts, self.max_length)
+        return self.tokenizer.word_starts(words)
+
+    @staticmethod
+    def _row(ids, starts) -> dict:
         return {"input_ids": np.asarray(ids, np.int32), "word_starts": np.asarray(starts, np.int32)}
+
+    def encode_document(self, record: dict) -> dict:
+        """The first row of a document: all of it when it fits, else its first `max_length - 1` tokens and [SEP]."""
+        ids, starts = self._tokens(record)
+        if len(ids) > self.max_length:
+            if self.long_documents == "cut":
+                _warn_cut_once(record, len(ids), self.max_length)
+            ids, starts = self.tokenizer.cut(ids, starts, self.max_length)
+        return self._row(ids, starts)
+
+    def document_rows(self, record: dict) -> list[dict]:
+        """Every row a document trains on: one when it fits or `long_documents="cut"`, else its chunks."""
+        if self.long_documents == "cut":
+            return [self.encode_document(record)]
+        ids, starts = self._tokens(record)
+        if len(ids) <= self.max_length:
+            return [self._row(ids, starts)]
+        body, body_starts = ids[1:-1], starts[1:-1]               # without the document's [CLS] and [SEP]
+        width, rows, begin = self.max_length - 2, [], 0
+        while begin < len(body):
+            end = len(body) if len(body) - begin <= width else self._chunk_end(body, body_starts, begin, width)
+            rows.append(self._row([self.tokenizer.cls_id, *body[begin:end], self.tokenizer.sep_id],
+                                  [False, *body_starts[begin:end], False]))
+            begin = end
+        return rows
+
+    def _chunk_end(self, body: list[int], starts: list[bool], begin: int, width: int) -> int:
+        """Where a chunk of `body` from `begin` ends (exclusive): after the last sentence end in the second half of
+        its `width` tokens, else before the last word starting in it, else at `width` tokens (one long word)."""
+        limit = begin + width
+        for end in range(limit, begin + width // 2, -1):
+            if body[end - 1] in self._sentence_ends:
+                return end
+        for end in range(limit, begin, -1):
+            if starts[end]:
+                return end
+        return limit
 
     def unpacked(self, example: dict) -> dict:
         """A single document padded to `max_length`, in the packed layout (doc id 1, positions 0…)."""
@@ -103,7 +167,10 @@ class MaskedLMTask(Task):
 
     def training_examples(self, records: grain.MapDataset, *, batch_size: int, seed: int) -> grain.IterDataset:
         """Documents → (packed) rows → freshly masked examples each time a row is read."""
-        documents = records.map(self.encode_document).to_iter_dataset()
+        if self.long_documents == "cut":
+            documents = records.map(self.encode_document).to_iter_dataset()
+        else:
+            documents = grain.experimental.FlatMapIterDataset(records.to_iter_dataset(), _DocumentRows(self))
         if self.pack:
             rows = grain.experimental.FirstFitPackIterDataset(
                 documents, length_struct={"input_ids": self.max_length, "word_starts": self.max_length},
