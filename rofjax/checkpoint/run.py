@@ -501,14 +501,16 @@ class RunFolder:
             # each failed read of another model's shapes.
             if shapes := self._shape_mismatch(step, abstract_state):
                 self._refuse(step, f"was saved by a run of another model or optimiser ({shapes})")
+            # Before restoring too: worker processes (data.workers) take a stored position without a word and
+            # would fail only at the first batch, after the state was restored.
+            if feeding := self._iterator_mismatch(step, iterator):
+                self._refuse(step, f"holds the data position of another input pipeline ({feeding})")
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(**{
                     STATE_ITEM: ocp.args.PyTreeRestore(
                         item=abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
                     DATA_ITEM: grain.checkpoint.CheckpointRestore(iterator)}))
             except Exception as error:                   # orbax, tensorstore and pytree errors differ
-                if feeding := self._iterator_mismatch(step, iterator):
-                    self._refuse(step, f"holds the data position of another input pipeline ({feeding})")
                 aside = self._move_aside(step)
                 # The innermost cause names the tensor and the short read; the outer ones dump the store spec.
                 cause = innermost_message(error)[:300] if error.__cause__ or error.__context__ else _first_line(error)
@@ -568,7 +570,7 @@ class RunFolder:
         try:
             with open(self.path(os.path.join(CHECKPOINTS, str(step), DATA_ITEM, name)), encoding="utf-8") as f:
                 stored = json.load(f)
-            wanted = iterator.get_state()
+            wanted = json.loads(json.dumps(iterator.get_state()))     # as stored: tuples as lists, keys as text
         except Exception:                                  # unreadable is damage
             return None
         if not isinstance(stored, dict) or not isinstance(wanted, dict):
@@ -578,21 +580,36 @@ class RunFolder:
             return len(state.get("iterators_in_use_indices", ()))
 
         def layout(state):
-            """The keys of a position at every depth (the stages of the pipeline that saved it), not its values."""
-            if isinstance(state, dict):
+            """The keys of a position at every depth (the stages of the pipeline that saved it), not its values. A
+            dict keyed by numbers (grain's states of workers yet to start) holds values, not stages."""
+            if isinstance(state, dict) and not all(key.isdigit() for key in state):
                 return {key: layout(value) for key, value in state.items()}
             if isinstance(state, list):
                 return [layout(value) for value in state]
             return None
+
+        def first_difference(a, b, path=""):
+            """Where two layouts first part, and the keys each has there."""
+            if isinstance(a, dict) and isinstance(b, dict):
+                if set(a) != set(b):
+                    return f"at {path.rstrip('/') or 'its top'}, saved with {sorted(a)}, this run has {sorted(b)}"
+                for key in sorted(a):
+                    if found := first_difference(a[key], b[key], f"{path}{key}/"):
+                        return found
+            elif isinstance(a, list) and isinstance(b, list):
+                for index, (x, y) in enumerate(zip(a, b)):
+                    if found := first_difference(x, y, f"{path}{index}/"):
+                        return found
+            return None if layout(a) == layout(b) else f"{path or 'the position'} differs"
 
         if layout(stored) == layout(wanted):
             return None
         if workers(stored) != workers(wanted):
             return (f"saved with config.data.workers={workers(stored)}, this run has config.data.workers="
                     f"{workers(wanted)}")
-        return (f"saved as {json.dumps(layout(stored))}, this run's pipeline has {json.dumps(layout(wanted))}: "
-                f"data.pack, data.long_documents (runs begun before 'chunk' existed resume with "
-                f"--config.data.long_documents=cut) or the task differ")
+        return (f"{first_difference(layout(stored), layout(wanted))}: data.pack, data.long_documents or the task "
+                f"differ; masked-LM runs begun before long documents were chunked resume with "
+                f"--config.data.long_documents=cut")
 
     def _move_aside(self, step: int) -> str:
         if jax.process_index() == 0:

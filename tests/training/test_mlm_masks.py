@@ -93,7 +93,7 @@ def test_a_long_document_is_trained_on_whole_in_rows_that_end_at_sentences_or_wo
     assert sum(bodies, []) == ids[1:-1]                                     # every token, once, in order
     assert sum([list(row["word_starts"][1:-1]) for row in rows], []) == [int(s) for s in starts[1:-1]]
     ends = {tokenizer.vocab[mark] for mark in "。！？"}
-    # Each row but the last ends at a sentence end: here every sentence is shorter than half a row.
+    # Each row but the last ends at a sentence end: here each row's second half holds one.
     assert all(body[-1] in ends for body in bodies[:-1]), [tokenizer.decode(b) for b in bodies]
 
 

@@ -330,3 +330,33 @@ def test_an_init_checkpoint_kept_beside_another_vocabulary_is_refused(tmp_path):
     with pytest.raises(ValueError, match=rf"init_checkpoint='{step}' was trained with the vocabulary "
                                          rf".*pretrain/vocab.txt.*\(line 6: .*\).*Set config.data.vocab_path="):
         check_vocabulary_matches(str(step), EMBEDDED_VOCAB)
+
+
+def test_a_stored_data_position_is_checked_stage_by_stage_workers_included(tmp_path):
+    """The layout of a saved grain position (its stages, not their values) against the pipeline resuming it:
+    worker processes take a stored position without a word, so the check cannot wait for a failed restore."""
+    from types import SimpleNamespace
+
+    def worker_state(stage):
+        return {"next_index_in_cycle": 0, "iterators_in_use_indices": [0, 1], "exhausted": [0, 0],
+                "iterators_in_use_states": [stage, stage], "future_states": {}}
+
+    cut = {"parent": {"next_index": 7}, "next_row": 1, "counter": 3}
+    chunk = {"parent": {"parent": {"next_index": 7}, "next_index_in_buffer": 1}, "next_row": 1, "counter": 3}
+    folder = RunFolder(tmp_path)
+    stored = tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps(worker_state(cut)))
+    position = lambda state: SimpleNamespace(get_state=lambda: state)          # noqa: E731
+    later = worker_state({**cut, "parent": {"next_index": 900}})
+    later["future_states"] = {2: {"anything": 1}}                              # values, keyed by worker number
+    assert folder._iterator_mismatch(4, position(later)) is None
+    assert folder._iterator_mismatch(4, position(worker_state(chunk))) == (
+        "at iterators_in_use_states/0/parent, saved with ['next_index'], this run has ['next_index_in_buffer', "
+        "'parent']: data.pack, data.long_documents or the task differ; masked-LM runs begun before long documents "
+        "were chunked resume with "
+        "--config.data.long_documents=cut")
+    assert folder._iterator_mismatch(4, position(cut)) == (
+        "saved with config.data.workers=2, this run has config.data.workers=0")
+    stored.write_text("{\"truncated")
+    assert folder._iterator_mismatch(4, position(cut)) is None                 # unreadable: damage, handled apart

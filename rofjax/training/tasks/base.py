@@ -48,6 +48,7 @@ class Task(abc.ABC):
     predict_keys: ClassVar[tuple[str, ...]] = ("input_ids",)
     # The names `evaluate` returns, so that a `config.eval.best_metric` it will never report is refused before
     # training rather than at the first evaluation. Empty: not declared (a task of your own), checked only then.
+    # A subclass inherits its parent's: one whose `evaluate` reports other names declares them (or `()`).
     metric_names: ClassVar[tuple[str, ...]] = ()
 
     @classmethod

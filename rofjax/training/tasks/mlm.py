@@ -62,15 +62,15 @@ SENTENCE_ENDS = "。！？；!?;"
 
 
 class _DocumentRows(grain.experimental.FlatMapTransform):
-    """A record → the rows of its document (`MaskedLMTask.document_rows`)."""
+    """A tokenised document (`MaskedLMTask.tokenized`) → its rows (`MaskedLMTask.rows`)."""
 
     max_fan_out = 1 << 20           # read by grain's map-dataset flat map only; a document has as many rows as it needs
 
     def __init__(self, task):
         self.task = task
 
-    def flat_map(self, record):
-        return self.task.document_rows(record)
+    def flat_map(self, document):
+        return self.task.rows(list(document["ids"]), list(document["starts"]))
 
 
 @dataclasses.dataclass
@@ -102,6 +102,8 @@ class MaskedLMTask(Task):
         self._special = np.array([self.tokenizer.pad_id, self.tokenizer.cls_id, self.tokenizer.sep_id])
         if self.long_documents not in LONG_DOCUMENTS:
             raise ValueError(f"config.data.long_documents={self.long_documents!r}; expected one of {LONG_DOCUMENTS}.")
+        if self.max_length < 3:
+            raise ValueError(f"config.data.max_length={self.max_length}; expected ≥ 3 ([CLS], a token, [SEP]).")
         self._sentence_ends = {self.tokenizer.vocab[mark] for mark in SENTENCE_ENDS if mark in self.tokenizer.vocab}
 
     # Host side ------------------------------------------------------------------------------------------------
@@ -125,11 +127,19 @@ class MaskedLMTask(Task):
             ids, starts = self.tokenizer.cut(ids, starts, self.max_length)
         return self._row(ids, starts)
 
+    def tokenized(self, record: dict) -> dict:
+        """A document's ids and word-start flags, whole (the work of a training pipeline's read threads)."""
+        ids, starts = self._tokens(record)
+        return {"ids": np.asarray(ids, np.int32), "starts": np.asarray(starts, bool)}
+
     def document_rows(self, record: dict) -> list[dict]:
         """Every row a document trains on: one when it fits or `long_documents="cut"`, else its chunks."""
         if self.long_documents == "cut":
             return [self.encode_document(record)]
-        ids, starts = self._tokens(record)
+        return self.rows(*self._tokens(record))
+
+    def rows(self, ids: list[int], starts: list[bool]) -> list[dict]:
+        """`[CLS] … [SEP]` ids and word-start flags → rows of at most `max_length` tokens (see the module's doc)."""
         if len(ids) <= self.max_length:
             return [self._row(ids, starts)]
         body, body_starts = ids[1:-1], starts[1:-1]               # without the document's [CLS] and [SEP]
@@ -170,7 +180,9 @@ class MaskedLMTask(Task):
         if self.long_documents == "cut":
             documents = records.map(self.encode_document).to_iter_dataset()
         else:
-            documents = grain.experimental.FlatMapIterDataset(records.to_iter_dataset(), _DocumentRows(self))
+            # Tokenising stays in the map (grain's read threads, as with "cut"); the split into rows follows it.
+            documents = grain.experimental.FlatMapIterDataset(records.map(self.tokenized).to_iter_dataset(),
+                                                              _DocumentRows(self))
         if self.pack:
             rows = grain.experimental.FirstFitPackIterDataset(
                 documents, length_struct={"input_ids": self.max_length, "word_starts": self.max_length},
