@@ -37,18 +37,10 @@ sys.path.insert(0, TREE)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from _config_cli import define_config  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-config_path = args.config if os.path.isabs(args.config) else os.path.join(TREE, args.config)
-if not os.path.isfile(config_path):
-    parser.error(f"--config {config_path} is not a file")
-unknown = [arg for arg in overrides if not arg.startswith("--config.")]
-if unknown:
-    parser.error(f"unrecognised arguments: {' '.join(unknown)} (config overrides are --config.key=value)")
-sys.argv = [sys.argv[0], *overrides]        # config_flags reads sys.argv too: leave it only the overrides
-config_flags.DEFINE_config_file("config", config_path, "training config", lock_config=True)
-flags.FLAGS(sys.argv)
+config_path = define_config(parser, args.config, overrides, TREE, "training config")
 
 
 def configured(total_steps):
