@@ -600,7 +600,7 @@ class RunFolder:
                 for index, (x, y) in enumerate(zip(a, b)):
                     if found := first_difference(x, y, f"{path}{index}/"):
                         return found
-            return None if layout(a) == layout(b) else f"{path or 'the position'} differs"
+            return None if a == b else f"{path.rstrip('/') or 'the position'} differs"
 
         if layout(stored) == layout(wanted):
             return None

@@ -36,6 +36,7 @@ from rofjax.parallel.mesh import global_batch, mesh_from_config, rules_from_conf
 from rofjax.training.fisher import fisher_side_init
 from rofjax.training.state import TrainState
 from rofjax.training.tasks import build_task
+from rofjax.training.tasks.mlm import LONG_DOCUMENTS
 
 # Peak dense bf16 FLOP/s per device, for MFU. Unknown devices (CPUs) report no MFU.
 PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
@@ -68,7 +69,7 @@ def validate_config(config) -> None:
               ("data.workers", config.data.get("workers", 0) >= 0, "≥ 0 (0: batches made in this process)"),
               ("optim.lr", config.optim.lr >= 0, "≥ 0 (a negative rate climbs the loss)"),
               ("data.max_documents", config.data.get("max_documents", 1) >= 1, "≥ 1 (1: one document per row)"),
-              ("data.long_documents", config.data.get("long_documents", "chunk") in ("chunk", "cut"),
+              ("data.long_documents", config.data.get("long_documents", "chunk") in LONG_DOCUMENTS,
                "'chunk' (every row of a long document) or 'cut' (its first row)"),
               ("data.mask_rate", 0 < config.data.get("mask_rate", 0.15) <= 1,
                "in (0, 1] (the share of words masked; 0 would train on nothing)")]

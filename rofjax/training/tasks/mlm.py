@@ -70,7 +70,7 @@ class _DocumentRows(grain.experimental.FlatMapTransform):
         self.task = task
 
     def flat_map(self, document):
-        return self.task.rows(list(document["ids"]), list(document["starts"]))
+        return self.task.rows(document["ids"].tolist(), document["starts"].tolist())
 
 
 @dataclasses.dataclass
