@@ -27,18 +27,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+from _config_cli import define_config  # noqa: E402
 from absl import flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-config_path = args.config if os.path.isabs(args.config) else os.path.join(ROOT, args.config)
-if not os.path.isfile(config_path):
-    parser.error(f"--config {config_path} is not a file")
-unknown = [arg for arg in overrides if not arg.startswith("--config.")]
-if unknown:
-    parser.error(f"unrecognised arguments: {' '.join(unknown)} (config overrides are --config.key=value)")
-sys.argv = [sys.argv[0], *overrides]
-config_flags.DEFINE_config_file("config", config_path, "masked-LM training config", lock_config=True)
-flags.FLAGS(sys.argv)
+config_path = define_config(parser, args.config, overrides, ROOT, "masked-LM training config")
 
 
 def iterator(long_documents):
@@ -68,7 +60,7 @@ def main():
     warnings.simplefilter("ignore")                  # the cut pipeline's one notice
     pipelines = {name: iterator(name) for name in ("chunk", "cut")}
     for batches in pipelines.values():
-        next(batches)                                # jieba's dictionary and the first shuffle buffer
+        timed(batches)      # untimed: jieba's dictionary, and grain's read threads filling their look-ahead
     times = {name: [] for name in pipelines}
     tokens = {name: [] for name in pipelines}
     for _ in range(args.rounds):
